@@ -1,0 +1,201 @@
+"""Every hyperparameter of a run, with its default, allowed range and help text.
+
+This module is the single source of truth: the CLI's flags, the UI's sliders and the API's validation are all
+generated from :class:`StyleConfig`'s field metadata, so a default or a range is changed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .layers import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, canonical_layer
+
+# Limits that are not fields of one run but bound them (also used by the UI and the image loader).
+MIN_SIZE = 32
+MAX_SIZE = 2048
+MAX_STEPS = 5000
+
+
+class ConfigError(ValueError):
+    """A setting is out of range or of the wrong kind; the message names the field and what is allowed."""
+
+
+def _field(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    advanced: bool = False,
+    **kw: Any,
+) -> Any:
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "advanced": advanced}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class StyleConfig:
+    """Settings of one style-transfer run (Gatys et al.), defaults from the seed project.
+
+    The total cost is ``J = content_weight * J_content + style_weight * J_style + tv_weight * J_tv``.
+    Pixels live in [0, 1]; Adam updates them, never the network.
+    """
+
+    size: int = _field(512, "Longest side of the output image, in pixels.", min=MIN_SIZE, max=MAX_SIZE)
+    steps: int = _field(300, "Number of optimisation steps.", min=1, max=MAX_STEPS)
+    learning_rate: float = _field(0.02, "Adam learning rate on pixels in [0, 1] (the seed's 0.02).", min=1e-4, max=1.0)
+    # alpha is the seed's (TensorFlow tutorial's) 1e4; beta is 100x its 1e-2 so that the style shows clearly
+    # within 300 Adam steps (README, "Defaults").
+    content_weight: float = _field(1e4, "alpha: weight of the content cost J_content.", min=0.0, max=1e8)
+    style_weight: float = _field(1.0, "beta: weight of the style cost J_style.", min=0.0, max=1e6)
+    tv_weight: float = _field(
+        0.0, "Weight of the total-variation (smoothness) term; 0 turns it off.", min=0.0, max=1e6, advanced=True
+    )
+    content_layer: str = _field(DEFAULT_CONTENT_LAYER, "VGG-19 layer whose activations define content.", advanced=True)
+    style_layers: tuple[str, ...] = _field(
+        DEFAULT_STYLE_LAYERS, "VGG-19 layers whose Gram matrices define style.", advanced=True
+    )
+    style_layer_weights: tuple[float, ...] = _field(
+        (), "Weight of each style layer (same order); empty = equal weights summing to 1.", advanced=True
+    )
+    init: str = _field(
+        "content", "Starting image: the content photo, or seeded noise.", choices=("content", "noise"), advanced=True
+    )
+    seed: int = _field(
+        0, "Random seed (noise init and any randomness); runs are reproducible on CPU.", min=0, max=2**31 - 1
+    )
+    preview_every: int = _field(
+        20, "Yield a preview frame every N steps (the final image is always yielded).", min=1, max=MAX_STEPS
+    )
+    beta1: float = _field(0.9, "Adam beta1 (momentum).", min=0.0, max=0.9999, advanced=True)
+    beta2: float = _field(0.999, "Adam beta2.", min=0.0, max=0.99999, advanced=True)
+    eps: float = _field(1e-8, "Adam epsilon.", min=1e-12, max=1.0, advanced=True)
+    weights: str = _field(
+        "caffe",
+        "Network weights: 'caffe' (bundled original VGG-19, offline), "
+        "'torchvision' (ImageNet, downloads once) or a path to a state-dict file.",
+        advanced=True,
+    )
+    device: str = _field(
+        "auto", "Where to run: auto (CUDA when available), cpu or cuda.", choices=("auto", "cpu", "cuda"), advanced=True
+    )
+
+    def validate(self) -> StyleConfig:
+        """Check every field against its range; raise :class:`ConfigError` naming the field. Returns ``self``."""
+        for f in dataclasses.fields(self):
+            value = _coerce(f, getattr(self, f.name))
+            _check_field(f, value)
+            setattr(self, f.name, value)
+        try:
+            self.content_layer = canonical_layer(self.content_layer)
+            self.style_layers = tuple(canonical_layer(name) for name in self.style_layers)
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+        if not self.style_layers:
+            raise ConfigError("style_layers: give at least one layer.")
+        if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
+            raise ConfigError(
+                f"style_layer_weights: {len(self.style_layer_weights)} weights given for "
+                f"{len(self.style_layers)} style layers; give one per layer or none."
+            )
+        if self.content_weight == 0 and self.style_weight == 0 and self.tv_weight == 0:
+            raise ConfigError("content_weight, style_weight, tv_weight: at least one must be above 0.")
+        return self
+
+    def replace(self, **changes: Any) -> StyleConfig:
+        """A validated copy with some fields changed (unknown names are refused)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes).validate()
+
+    @property
+    def layer_weights(self) -> tuple[float, ...]:
+        """Per-style-layer weights: the given ones, or equal weights summing to 1 (the seed uses 0.2 each)."""
+        if self.style_layer_weights:
+            return tuple(float(w) for w in self.style_layer_weights)
+        return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the settings (tuples as lists), e.g. for metadata or JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def field_specs() -> list[dataclasses.Field]:
+    """The fields of :class:`StyleConfig` in order; each has ``metadata`` with help, min, max, choices, advanced."""
+    return list(dataclasses.fields(StyleConfig))
+
+
+def field_spec(name: str) -> dataclasses.Field:
+    """The field of :class:`StyleConfig` called ``name``."""
+    for f in dataclasses.fields(StyleConfig):
+        if f.name == name:
+            return f
+    raise KeyError(name)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """The default value of a config field (also for tuple fields built by a factory)."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _type_of(f: dataclasses.Field) -> type:
+    return type(default_of(f))
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Convert strings/lists from the CLI or the API to the field's type; refuse what does not convert."""
+    name = f.name
+    kind = _type_of(f)
+    if kind is tuple:
+        if isinstance(value, str):
+            value = [v for v in (p.strip() for p in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        if name.endswith("weights"):
+            try:
+                return tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name}: expected numbers, got {value!r}") from None
+        return tuple(str(v) for v in value)
+    if kind is bool:
+        return bool(value)
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if kind is int:
+            if not math.isfinite(number) or number != int(number):
+                raise ConfigError(f"{name}: expected a whole number, got {value!r}")
+            return int(number)
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected text, got {value!r}")
+    return value
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    name = f.name
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+        lo, hi = meta.get("min"), meta.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{name}: {value!r} is outside the allowed range [{lo:g}, {hi:g}]")
+    elif isinstance(value, tuple):
+        for item in value:
+            if isinstance(item, float) and (not math.isfinite(item) or item < 0):
+                raise ConfigError(f"{name}: weights must be finite and >= 0, got {item!r}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")

@@ -1,0 +1,101 @@
+"""The VGG-19 feature extractor: frozen, truncated at the deepest layer a run uses, loaded once per process."""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import torch
+from torch import nn
+
+from .layers import LAYER_NAMES, VGG19_BLOCKS
+from .weights import Preprocessing, load_conv_params
+
+
+def build_vgg19_features(pooling: str = "max") -> tuple[nn.Sequential, dict[str, int]]:
+    """VGG-19's conv stack in torchvision's ``features`` numbering, and each layer's post-ReLU index."""
+    layers: list[nn.Module] = []
+    relu_index: dict[str, int] = {}
+    names = iter(LAYER_NAMES)
+    in_ch = 3
+    for convs in VGG19_BLOCKS:
+        for out_ch in convs:
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
+            relu_index[next(names)] = len(layers) - 1
+            in_ch = out_ch
+        layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+    return nn.Sequential(*layers), relu_index
+
+
+class VGGFeatures(nn.Module):
+    """Maps an RGB batch in [0, 1] to the post-ReLU activations of the requested VGG-19 layers.
+
+    The forward pass stops after the deepest requested layer, so deeper layers cost nothing. Parameters are
+    frozen: gradients flow to the input image only.
+    """
+
+    def __init__(
+        self, params: list[tuple[torch.Tensor, torch.Tensor]], prep: Preprocessing, pooling: str = "max"
+    ) -> None:
+        super().__init__()
+        self.features, self.relu_index = build_vgg19_features(pooling)
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            for conv, (weight, bias) in zip(convs, params, strict=True):
+                if conv.weight.shape != weight.shape:
+                    raise ValueError(f"weight shape {tuple(weight.shape)} != expected {tuple(conv.weight.shape)}")
+                conv.weight.copy_(weight)
+                conv.bias.copy_(bias)
+        self.prep = prep
+        self.register_buffer("mean", torch.tensor(prep.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(prep.std).view(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """RGB [0, 1] -> the network's input convention (Caffe: BGR 0–255 minus mean; torchvision: mean/std)."""
+        x = image * self.prep.scale
+        if self.prep.bgr:
+            x = x.flip(1)
+        return (x - self.mean) / self.std
+
+    def forward(self, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Activations ``{layer_name: (N, C, H, W)}`` for ``layers`` (canonical names)."""
+        wanted = {self.relu_index[name]: name for name in layers}
+        last = max(wanted)
+        out: dict[str, torch.Tensor] = {}
+        x = self.preprocess(image)
+        for index, module in enumerate(self.features):
+            x = module(x)
+            if index in wanted:
+                out[wanted[index]] = x
+                if index == last:
+                    break
+        return out
+
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return self.mean.device
+
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(weights: str, device: str, pooling: str) -> VGGFeatures:
+    params, prep = load_conv_params(weights)
+    return VGGFeatures(params, prep, pooling).to(device)
+
+
+def load_model(weights: str = "caffe", device: str | torch.device = "cpu", pooling: str = "max") -> VGGFeatures:
+    """The VGG-19 feature extractor for ``weights`` on ``device``, built once per process and then reused."""
+    with _lock:  # two first requests at once must not both read the file
+        return _cached(weights, str(torch.device(device)), pooling)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error with a clear message."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available; use device 'cpu' or 'auto'.")
+    return torch.device(name)

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny synthetic images (no downloads) and the bundled VGG-19 loaded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def make_content(width: int = 64, height: int = 48) -> Image.Image:
+    """A smooth 'photo': colour gradients with a bright disc (content with edges and flat areas)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = x / (width - 1)
+    g = y / (height - 1)
+    b = ((x - width / 2) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 4) ** 2).astype(np.float32)
+    rgb = np.stack([r, g, 0.3 + 0.6 * b], axis=-1)
+    return Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
+
+
+def make_style(width: int = 64, height: int = 64) -> Image.Image:
+    """A strongly textured 'painting': saturated diagonal stripes and a checker pattern."""
+    y, x = np.mgrid[0:height, 0:width]
+    stripes = ((x + y) // 4) % 2
+    checker = ((x // 8) + (y // 8)) % 2
+    rgb = np.stack([255 * stripes, 255 * checker, 255 * (1 - stripes)], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb, "RGB")
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("images")
+    make_content().save(d / "content.png")
+    make_style().save(d / "style.png")
+    return d
+
+
+@pytest.fixture(scope="session")
+def content_path(image_dir: Path) -> Path:
+    return image_dir / "content.png"
+
+
+@pytest.fixture(scope="session")
+def style_path(image_dir: Path) -> Path:
+    return image_dir / "style.png"
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The bundled Caffe VGG-19 on CPU, shared by the tests (load_model caches it per process anyway)."""
+    from style_transfer.model import load_model
+
+    return load_model("caffe", "cpu")

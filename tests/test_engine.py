@@ -1,0 +1,104 @@
+"""The optimisation loop: it streams, lowers the cost, carries the style, stops when closed, fails cleanly."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import style_transfer.engine as engine
+from style_transfer import ConfigError, ImageError, NonFiniteLossError, StyleConfig, run, stylize
+
+SMALL = {"size": 64, "steps": 30, "preview_every": 10}
+
+
+def test_run_streams_lowers_cost_and_carries_style(content_path, style_path, model):
+    frames = list(stylize(content_path, style_path, model=model, **SMALL))
+    assert [f.step for f in frames] == [0, 10, 20, 30]
+    assert frames[-1].done and not frames[0].done
+    assert all(f.total_steps == 30 and f.image.size == (64, 48) for f in frames)
+    assert all(f.image.mode == "RGB" for f in frames)
+    totals = [f.losses["total"] for f in frames]
+    assert totals[-1] < 0.5 * totals[0], totals
+    assert all(b < a for a, b in itertools.pairwise(totals)), totals
+    # Step 0 is the content image itself (init="content"): its style cost is the content's own style cost.
+    assert frames[-1].losses["style"] < frames[0].losses["style"]
+    content = np.asarray(frames[0].image, dtype=np.float32)
+    final = np.asarray(frames[-1].image, dtype=np.float32)
+    assert np.abs(final - content).mean() > 2.0  # visibly changed (mean change of > 2 of 255 levels)
+    assert frames[-1].elapsed >= frames[0].elapsed > 0
+
+
+def test_frame_losses_match_the_seed_equations(content_path, style_path, model):
+    cfg = StyleConfig(size=64, steps=1, content_weight=3.0, style_weight=0.5)
+    frame = next(stylize(content_path, style_path, cfg, model=model))
+    terms = frame.losses
+    assert terms["content"] == 0.0  # the first frame is the content image itself
+    assert terms["total"] == pytest.approx(3.0 * terms["content"] + 0.5 * terms["style"], rel=1e-6)
+
+
+def test_closing_after_first_frame_stops_the_work(content_path, style_path, model):
+    calls = []
+    handle = model.features[0].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        gen = stylize(content_path, style_path, model=model, size=48, steps=50, preview_every=5)
+        first = next(gen)
+        assert first.step == 0
+        after_first = len(calls)  # content target, style target, and the step-0 forward
+        gen.close()
+        assert len(calls) == after_first
+        with pytest.raises(StopIteration):
+            next(gen)
+        assert len(calls) == after_first
+    finally:
+        handle.remove()
+
+
+def test_seeded_noise_runs_are_reproducible_on_cpu(content_path, style_path, model):
+    kw = {"size": 32, "steps": 3, "init": "noise", "seed": 7, "model": model}
+    a = run(content_path, style_path, **kw).image
+    b = run(content_path, style_path, **kw).image
+    c = run(content_path, style_path, **{**kw, "seed": 8}).image
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_tv_weight_adds_a_tv_term(content_path, style_path, model):
+    frame = run(content_path, style_path, size=32, steps=2, tv_weight=10.0, model=model)
+    assert frame.losses["tv"] > 0
+
+
+def test_non_finite_cost_stops_with_a_clear_error(content_path, style_path, model, monkeypatch):
+    real = engine.losses.style_cost
+    calls = {"n": 0}
+
+    def style_cost_turning_nan(*args):
+        calls["n"] += 1
+        value = real(*args)
+        return value * float("nan") if calls["n"] > 4 else value
+
+    monkeypatch.setattr(engine.losses, "style_cost", style_cost_turning_nan)
+    frames = []
+    with pytest.raises(NonFiniteLossError, match="NaN or infinite") as info:
+        for f in stylize(content_path, style_path, model=model, size=32, steps=20, preview_every=2):
+            frames.append(f)
+    assert frames, "the good frames before the failure were streamed"
+    assert info.value.last_frame is frames[-1]
+    assert all(np.isfinite(v) for f in frames for v in f.losses.values())
+
+
+def test_inputs_and_settings_validated_before_any_work(content_path, tmp_path):
+    with pytest.raises(ConfigError, match="size"):
+        next(stylize(tmp_path / "missing.png", content_path, size=0))
+    with pytest.raises(ImageError, match="content image: file not found"):
+        next(stylize(tmp_path / "missing.png", content_path, size=32))
+    bad = tmp_path / "style.png"
+    bad.write_text("hello")
+    with pytest.raises(ImageError, match="style image: not an image"):
+        next(stylize(content_path, bad, size=32))
+
+
+def test_accepts_pil_and_numpy_inputs(model):
+    from tests.conftest import make_content, make_style
+
+    frame = run(make_content(), np.asarray(make_style()), size=32, steps=1, model=model)
+    assert frame.image.size == (32, 24)

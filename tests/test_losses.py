@@ -1,0 +1,69 @@
+"""The seed's equations, checked against numbers worked out by hand on tiny tensors."""
+
+import math
+
+import pytest
+import torch
+
+from style_transfer import losses
+
+
+def t(rows, h, w):
+    """A (1, nC, nH, nW) activation from a list of per-channel rows."""
+    return torch.tensor(rows, dtype=torch.float32).reshape(1, len(rows), h, w)
+
+
+def test_content_cost_eq1():
+    # nC=2, nH=1, nW=2; every entry differs by 1 -> sum of squares 4; 4 / (4*1*2*2) = 0.25
+    a_c = torch.ones(1, 2, 1, 2)
+    a_g = torch.zeros(1, 2, 1, 2)
+    assert losses.content_cost(a_c, a_g).item() == pytest.approx(0.25)
+    # differences 1,2,3,4 (nC=1, 2x2) -> 30 / (4*2*2*1) = 1.875
+    assert losses.content_cost(t([[1, 2, 3, 4]], 2, 2), torch.zeros(1, 1, 2, 2)).item() == pytest.approx(1.875)
+
+
+def test_gram_is_a_a_transpose():
+    a = t([[1, 2], [3, 4]], 1, 2)  # channel rows (1,2) and (3,4)
+    assert losses.gram(a)[0].tolist() == [[5.0, 11.0], [11.0, 25.0]]
+
+
+def test_style_layer_cost_eq2_same_size():
+    # G_S = [[5,11],[11,25]], G_G = 0: sum of squares 25+121+121+625 = 892; 4*nC^2*(nH*nW)^2 = 4*4*4 = 64
+    a_s = t([[1, 2], [3, 4]], 1, 2)
+    a_g = torch.zeros(1, 2, 1, 2)
+    cost = losses.style_layer_cost(losses.normalized_gram(a_s), a_g)
+    assert cost.item() == pytest.approx(892 / 64)
+    # and in the seed's literal form
+    literal = (losses.gram(a_s) - losses.gram(a_g)).pow(2).sum() / (4 * 2**2 * (1 * 2) ** 2)
+    assert cost.item() == pytest.approx(literal.item())
+
+
+def test_style_cost_normalises_each_gram_by_its_own_size():
+    # A style image twice as wide with the same statistics (tiled) must cost 0 against the small one.
+    a_g = t([[1, 2], [3, 4]], 1, 2)
+    a_s = torch.cat([a_g, a_g], dim=3)  # nW = 4: the raw Gram doubles, the normalised one is equal
+    assert torch.equal(losses.gram(a_s), 2 * losses.gram(a_g))
+    assert losses.style_layer_cost(losses.normalized_gram(a_s), a_g).item() == pytest.approx(0.0)
+
+
+def test_style_cost_weighted_sum_over_layers():
+    a_s = t([[1, 2], [3, 4]], 1, 2)
+    zero = torch.zeros(1, 2, 1, 2)
+    target = losses.normalized_gram(a_s)
+    total = losses.style_cost([target, target], [zero, a_s], [0.2, 0.8])
+    assert total.item() == pytest.approx(0.2 * 892 / 64 + 0.8 * 0.0)
+
+
+def test_total_cost_and_tv():
+    j = losses.total_cost(torch.tensor(2.0), torch.tensor(3.0), alpha=10, beta=0.5)
+    assert j.item() == pytest.approx(21.5)
+    # a vertical edge 0|1 in a 1x1x2x2 image: horizontal diffs (1, 1) -> mean 1; vertical diffs 0
+    image = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
+    assert losses.tv_cost(image).item() == pytest.approx(1.0)
+    assert losses.total_cost(torch.tensor(1.0), torch.tensor(1.0), 1, 1, losses.tv_cost(image), 2.0).item() == 4.0
+
+
+def test_costs_are_float32_for_low_precision_activations():
+    a = torch.full((1, 4, 8, 8), 300.0, dtype=torch.bfloat16)
+    g = losses.gram(a)
+    assert g.dtype == torch.float32 and math.isfinite(g.max().item())

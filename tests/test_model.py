@@ -1,0 +1,104 @@
+"""The bundled original VGG-19: loads offline, gives finite features of the right shapes, stays frozen."""
+
+import socket
+
+import pytest
+import torch
+
+from style_transfer import WeightsError
+from style_transfer.layers import DEFAULT_STYLE_LAYERS, LAYER_NAMES, canonical_layer, short_name
+from style_transfer.model import VGGFeatures, load_model
+from style_transfer.weights import CAFFE_PREPROCESSING, load_conv_params
+
+EXPECTED_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+
+
+def test_default_weights_load_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the default weights must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    params, prep = load_conv_params("caffe")
+    assert len(params) == 16 and prep == CAFFE_PREPROCESSING
+    assert params[0][0].shape == (64, 3, 3, 3) and params[-1][0].shape == (512, 512, 3, 3)
+    # dequantised: at most 256 distinct values per layer, real (non-constant) filters
+    assert 1 < params[0][0].unique().numel() <= 256
+
+
+def test_features_at_every_named_layer(model):
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 64, 48)
+    feats = model(image, LAYER_NAMES)
+    for name in LAYER_NAMES:
+        block = int(name[5])
+        scale = 2 ** (block - 1)
+        assert feats[name].shape == (1, EXPECTED_CHANNELS[block], 64 // scale, 48 // scale), name
+        assert torch.isfinite(feats[name]).all(), name
+        assert (feats[name] >= 0).all(), "post-ReLU activations are non-negative"
+    # a real network responds to images: activations are not all zero, and differ between two images
+    other = model(torch.rand(1, 3, 64, 48), ("block3_conv1",))["block3_conv1"]
+    assert feats["block3_conv1"].abs().sum() > 0 and not torch.allclose(other, feats["block3_conv1"])
+
+
+def test_weights_are_frozen_and_model_is_cached(model):
+    assert not any(p.requires_grad for p in model.parameters())
+    assert load_model("caffe", "cpu") is model
+
+
+def test_forward_stops_after_deepest_requested_layer(model):
+    calls = []
+    deep_conv = model.features[model.relu_index["block5_conv4"] - 1]
+    handle = deep_conv.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        model(torch.rand(1, 3, 32, 32), DEFAULT_STYLE_LAYERS)
+        assert calls == []
+        model(torch.rand(1, 3, 32, 32), ("block5_conv4",))
+        assert calls == [1]
+    finally:
+        handle.remove()
+
+
+def test_gradients_flow_to_the_image_only(model):
+    image = torch.rand(1, 3, 32, 32, requires_grad=True)
+    model(image, ("block2_conv1",))["block2_conv1"].sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_layer_name_aliases():
+    assert canonical_layer("conv4_2") == "block4_conv2"
+    assert canonical_layer("RELU1_1") == "block1_conv1"
+    assert canonical_layer("block5_conv2") == "block5_conv2"
+    assert short_name("block5_conv2") == "conv5_2"
+    with pytest.raises(KeyError, match="unknown VGG-19 layer"):
+        canonical_layer("conv6_1")
+
+
+def test_state_dict_file_in_torchvision_layout_matches(tmp_path, model):
+    # Save the bundled weights under torchvision's "features.N" keys; loading that path must give the same net
+    # (with ImageNet preprocessing, so compare the raw conv stacks).
+    state = {k: v for k, v in model.features.state_dict().items()}
+    path = tmp_path / "vgg.pth"
+    torch.save({f"features.{k}": v for k, v in state.items()}, path)
+    params, prep = load_conv_params(str(path))
+    other = VGGFeatures(params, prep)
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(other.features(x), model.features(x))
+
+
+def test_bad_weights_sources_give_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(WeightsError, match="neither 'caffe', 'torchvision' nor an existing file"):
+        load_conv_params(str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match="Could not read weights file"):
+        load_conv_params(str(junk))
+
+    from torchvision.models import VGG19_Weights
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(type(VGG19_Weights.IMAGENET1K_V1), "get_state_dict", offline)
+    with pytest.raises(WeightsError, match="weights='caffe'"):
+        load_conv_params("torchvision")
