@@ -19,6 +19,16 @@ MAX_SIZE = 2048
 MAX_STEPS = 5000
 
 
+# The UI's single "style strength" knob: it multiplies style_weight by 10 ** ((strength - 5) / 2.5), so 5 keeps
+# the configured weight, every 2.5 steps is a factor of 10, and 0 / 10 mean x0.01 / x100.
+STRENGTH_MIN, STRENGTH_MAX, STRENGTH_DEFAULT = 0.0, 10.0, 5.0
+
+
+def strength_multiplier(strength: float) -> float:
+    """Factor applied to ``style_weight`` for a style strength in [0, 10] (5 -> 1, 0 -> 0.01, 10 -> 100)."""
+    return 10.0 ** ((float(strength) - STRENGTH_DEFAULT) / 2.5)
+
+
 class ConfigError(ValueError):
     """A setting is out of range or of the wrong kind; the message names the field and what is allowed."""
 

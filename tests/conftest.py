@@ -55,3 +55,34 @@ def model():
     from style_transfer.model import load_model
 
     return load_model("caffe", "cpu")
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """The Space (app.py) served in-process on a free loopback port; closed at the end of the session."""
+    import os
+    import socket
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ["NST_CACHE_EXAMPLES"] = "0"  # never write the example cache from tests
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app.demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=app.space.MAX_UPLOAD,
+    )
+    yield f"http://127.0.0.1:{port}/"
+    app.demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False, download_files=False)

@@ -1,0 +1,115 @@
+"""The Space through gradio_client: one public streaming endpoint, clear errors, and a sane ZeroGPU duration."""
+
+from pathlib import Path
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from style_transfer import space
+from style_transfer.config import MAX_SIZE, MAX_STEPS, MIN_SIZE, STRENGTH_DEFAULT, StyleConfig, strength_multiplier
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "examples" / "content" / "cat.jpg"
+STYLE = ROOT / "examples" / "styles" / "swirl.jpg"
+
+
+def _submit(client, **kw):
+    args = {
+        "content": handle_file(str(CONTENT)),
+        "style": handle_file(str(STYLE)),
+        "size": 48,
+        "steps": 6,
+        "preview_every": 2,
+        **kw,
+    }
+    return client.submit(api_name="/stylize", **args)
+
+
+def test_only_stylize_is_public(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/stylize"]
+    assert api["unnamed_endpoints"] == {}
+    names = [p["parameter_name"] for p in api["named_endpoints"]["/stylize"]["parameters"]]
+    assert names == ["content", "style", *space.SETTINGS]
+
+
+def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
+    job = _submit(client)
+    updates = list(job)
+    assert len(updates) >= 3  # steps 0, 2, 4, 6
+    statuses = [u[3] for u in updates]
+    assert statuses[0].startswith("step 0/6") and statuses[-1].startswith("step 6/6")
+    final = job.result()
+    image = final[0]
+    assert image["url"].endswith(".png")
+    import httpx
+
+    data = httpx.get(image["url"]).content
+    import io
+
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG" and img.size == (48, 32)  # cat.jpg is 451x300
+    before, after = final[1]
+    assert before["url"] != after["url"]
+    plot = final[2]
+    assert plot["columns"] == ["step", "term", "log10 cost"] and len(plot["data"]) == 3 * len(updates)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"style": None}, "Please add a style image"),
+        ({"content": None}, "Please add a content image"),
+        ({"size": 0}, f"less than minimum value {MIN_SIZE}"),
+        ({"steps": MAX_STEPS + 1}, f"greater than maximum value {MAX_STEPS}"),
+        ({"init": "zeros"}, "zeros"),
+        ({"style_weight": 1e6, "style_strength": 10}, "style_weight"),
+    ],
+)
+def test_bad_input_gives_a_clear_error_and_server_keeps_answering(client, changes, message):
+    with pytest.raises(AppError, match=message):
+        _submit(client, **changes).result()
+    assert _submit(client, steps=1, size=32).result()[3].startswith("step 1/1")
+
+
+def test_text_file_as_image(client, tmp_path):
+    fake = tmp_path / "picture.png"
+    fake.write_text("this is not an image")
+    with pytest.raises(AppError, match="style image: not an image"):
+        _submit(client, style=handle_file(str(fake))).result()
+    assert _submit(client, steps=1, size=32).result()[3].startswith("step 1/1")
+
+
+def test_strength_maps_to_style_weight():
+    assert strength_multiplier(STRENGTH_DEFAULT) == 1.0
+    assert strength_multiplier(0) == pytest.approx(0.01) and strength_multiplier(10) == pytest.approx(100)
+    cfg = space.build_config(64, 10, 7.5, 0.02, 5, 0, 1e4, 2.0, 0.0, "content")
+    assert cfg.style_weight == pytest.approx(20.0) and cfg.content_weight == 1e4
+
+
+def test_gpu_duration_is_sane_at_the_slider_extremes():
+    def request(size, steps):
+        img = Image.new("RGB", (size, size))
+        return space.Request(img, img, StyleConfig(size=size, steps=steps))
+
+    small = space.gpu_duration(request(MIN_SIZE, 1))
+    default = space.gpu_duration(request(512, 300))
+    large = space.gpu_duration(request(MAX_SIZE, MAX_STEPS))
+    assert small == space.GPU_DURATION_MIN_S
+    assert small <= default <= 60  # a default run asks for at most a minute
+    assert large == space.GPU_DURATION_MAX_S
+    assert space.gpu_duration(request(1024, 300)) > default  # grows with size
+
+
+def test_readme_client_snippet_runs_as_written(app_url, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- client-snippet -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert 'Client("http://127.0.0.1:7860/")' in block
+    monkeypatch.chdir(ROOT)  # the snippet uses paths relative to the repository
+    exec(compile(block.replace("http://127.0.0.1:7860/", app_url), "README snippet", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    steps = [line for line in out if line.startswith("step ")]
+    assert len(steps) >= 3 and steps[0].startswith("step 0/40") and steps[-1].startswith("step 40/40")
+    assert out[-1].startswith("result:") and out[-1].endswith(".png")
