@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, StyleConfig, default_of, field_specs
+from .config import PRESETS, ConfigError, StyleConfig, default_of, field_specs, preset
 from .engine import Frame, NonFiniteLossError, stylize
 from .images import ImageError
+from .output import format_for, save_image
 from .weights import WeightsError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_IMAGE, EXIT_WEIGHTS, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
-OUTPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 ALIASES = {"learning_rate": ["--lr"], "content_weight": ["--alpha"], "style_weight": ["--beta"]}
 
 
@@ -29,11 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m style_transfer",
         description="Paint a photo in the style of another image (Gatys et al. neural style transfer).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("content", help="content image (the photo)")
-    parser.add_argument("style", help="style image (the painting)")
-    parser.add_argument("-o", "--output", default="stylized.png", help="output file (.png, .jpg or .webp)")
+    parser.add_argument("style", nargs="+", help="style image(s) (the painting; several are blended)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="stylized.png",
+        help="output file (.png, .jpg or .webp); the settings are embedded in it",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="named settings; any option given explicitly overrides the preset's value",
+    )
+    parser.add_argument("--mask", help="mask image: white where the style goes, black where the photo stays")
+    parser.add_argument("--background-style", help="style for the black part of --mask (default: keep the photo)")
     parser.add_argument(
         "--save-every",
         nargs=2,
@@ -47,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = meta["help"]
         if meta["min"] is not None:
             help_text += f" Range {meta['min']:g}–{meta['max']:g}."
-        kwargs: dict = {"dest": f.name, "help": help_text, "default": default}
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        # SUPPRESS: only options the user gives reach the config, so a --preset can fill the others.
+        kwargs: dict = {"dest": f.name, "help": f"{help_text} (default: {shown})", "default": argparse.SUPPRESS}
         if isinstance(default, tuple):
-            kwargs.update(default=",".join(map(str, default)), metavar="A,B,…")
+            kwargs.update(metavar="A,B,…")
         elif meta["choices"]:
             kwargs.update(choices=meta["choices"])
         else:
@@ -63,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     output = Path(args.output)
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
-        return _fail(f"output: unsupported file type {output.suffix!r}; use .png, .jpg or .webp", EXIT_USAGE)
     try:
-        settings = {f.name: getattr(args, f.name) for f in field_specs()}
-        cfg = StyleConfig(**settings).validate()
+        format_for(output)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        explicit = {f.name: getattr(args, f.name) for f in field_specs() if hasattr(args, f.name)}
+        cfg = StyleConfig(**{**(preset(args.preset) if args.preset else {}), **explicit}).validate()
         save_every, save_dir = _parse_save_every(args.save_every)
         if save_every:  # frames are needed at every multiple of N too
             cfg = cfg.replace(preview_every=math.gcd(cfg.preview_every, save_every))
@@ -77,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     frame: Frame | None = None
     bar = None
     try:
-        for frame in stylize(args.content, args.style, cfg):
+        frames = stylize(args.content, args.style, cfg, mask=args.mask, background_style=args.background_style)
+        for frame in frames:
             if bar is None and not args.quiet:
                 from tqdm import tqdm
 
@@ -89,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 save_dir.mkdir(parents=True, exist_ok=True)
                 frame.image.save(save_dir / f"step_{frame.step:05d}.png")
     except KeyboardInterrupt:
-        _save(frame, output)
+        _save(frame, output, cfg)
         return _fail(
             f"interrupted at step {frame.step if frame else 0}; latest image saved to {output}"
             if frame
@@ -101,14 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     except WeightsError as exc:
         return _fail(str(exc), EXIT_WEIGHTS)
     except NonFiniteLossError as exc:
-        _save(exc.last_frame, output)
+        _save(exc.last_frame, output, cfg)
         return _fail(str(exc), EXIT_DIVERGED)
-    except (ConfigError, RuntimeError) as exc:  # e.g. device 'cuda' without a GPU
-        return _fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR)
+    except (ConfigError, ValueError) as exc:  # e.g. blend weights that do not match the styles
+        return _fail(str(exc), EXIT_USAGE)
+    except RuntimeError as exc:  # e.g. device 'cuda' without a GPU
+        return _fail(str(exc), EXIT_ERROR)
     finally:
         if bar is not None:
             bar.close()
-    _save(frame, output)
+    _save(frame, output, cfg)
     if not args.quiet:
         print(
             f"saved {output} ({frame.image.width}x{frame.image.height}, {frame.step} steps, {frame.elapsed:.1f} s)",
@@ -129,11 +147,11 @@ def _parse_save_every(value: list[str] | None) -> tuple[int, Path]:
     return every, Path(value[1])
 
 
-def _save(frame: Frame | None, output: Path) -> None:
+def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> None:
     if frame is None:
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    frame.image.save(output, **({"quality": 95} if output.suffix.lower() != ".png" else {}))
+    save_image(frame.image, output, settings={**cfg.to_dict(), "steps_done": frame.step})
 
 
 def _fail(message: str, code: int) -> int:

@@ -13,6 +13,8 @@ from typing import Any
 
 from .layers import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, canonical_layer
 
+INIT_CHOICES = ("content", "noise", "gray", "style-mean")
+
 # Limits that are not fields of one run but bound them (also used by the UI and the image loader).
 MIN_SIZE = 32
 MAX_SIZE = 2048
@@ -75,13 +77,47 @@ class StyleConfig:
         (), "Weight of each style layer (same order); empty = equal weights summing to 1.", advanced=True
     )
     init: str = _field(
-        "content", "Starting image: the content photo, or seeded noise.", choices=("content", "noise"), advanced=True
+        "content",
+        "Starting image: the content photo, seeded noise, flat grey or the style's mean colour (both lightly noised).",
+        choices=INIT_CHOICES,
+        advanced=True,
+    )
+    style_blend_weights: tuple[float, ...] = _field(
+        (), "Blend weight of each style image (normalised to sum 1); empty = equal.", advanced=True
+    )
+    style_scale: float = _field(
+        1.0, "Size of the style image relative to the output (smaller = finer brush strokes).", min=0.25, max=4.0
+    )
+    preserve_colors: str = _field(
+        "none",
+        "Keep the photo's colours: 'luminance' transfers only brightness; 'histogram' recolours the style "
+        "image with the photo's colour statistics first.",
+        choices=("none", "luminance", "histogram"),
+    )
+    pooling: str = _field(
+        "max", "VGG-19 pooling: max (as trained) or avg (smoother).", choices=("max", "avg"), advanced=True
+    )
+    optimizer: str = _field(
+        "adam",
+        "Adam (the seed's) or L-BFGS (fewer steps to the same cost, more work per step).",
+        choices=("adam", "lbfgs"),
+        advanced=True,
+    )
+    lbfgs_history: int = _field(
+        10, "L-BFGS memory (pairs kept); bounded so memory stays small.", min=2, max=100, advanced=True
+    )
+    scales: int = _field(
+        1,
+        "Coarse-to-fine: number of sizes, each twice the last, ending at the output size; the steps are shared "
+        "between them. 1 = single size, 0 = automatic (smallest size about 256 px).",
+        min=0,
+        max=4,
     )
     seed: int = _field(
         0, "Random seed (noise init and any randomness); runs are reproducible on CPU.", min=0, max=2**31 - 1
     )
     preview_every: int = _field(
-        20, "Yield a preview frame every N steps (the final image is always yielded).", min=1, max=MAX_STEPS
+        20, "Yield a preview frame every N steps (the final image is always yielded).", min=1, max=500
     )
     beta1: float = _field(0.9, "Adam beta1 (momentum).", min=0.0, max=0.9999, advanced=True)
     beta2: float = _field(0.999, "Adam beta2.", min=0.0, max=0.99999, advanced=True)
@@ -114,6 +150,8 @@ class StyleConfig:
                 f"style_layer_weights: {len(self.style_layer_weights)} weights given for "
                 f"{len(self.style_layers)} style layers; give one per layer or none."
             )
+        if self.style_blend_weights and not sum(self.style_blend_weights) > 0:
+            raise ConfigError("style_blend_weights: at least one weight must be above 0.")
         if self.content_weight == 0 and self.style_weight == 0 and self.tv_weight == 0:
             raise ConfigError("content_weight, style_weight, tv_weight: at least one must be above 0.")
         return self
@@ -132,9 +170,42 @@ class StyleConfig:
             return tuple(float(w) for w in self.style_layer_weights)
         return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
 
+    def scale_sizes(self) -> list[tuple[int, int]]:
+        """The coarse-to-fine schedule: ``(size, steps)`` per scale, ending at ``(self.size, …)``.
+
+        Sizes double from scale to scale; steps are shared equally (earlier scales take any remainder, as
+        their steps are the cheapest).
+        """
+        count = self.scales or 1 + max(0, int(math.log2(max(self.size, 1) / 256 + 1e-9)))
+        count = max(1, min(count, 4, self.steps))
+        while count > 1 and self.size / 2 ** (count - 1) < MIN_SIZE:
+            count -= 1
+        sizes = [max(MIN_SIZE, round(self.size / 2 ** (count - 1 - i))) for i in range(count)]
+        base, extra = divmod(self.steps, count)
+        return [(size, base + (1 if i < extra else 0)) for i, size in enumerate(sizes)]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the settings (tuples as lists), e.g. for metadata or JSON."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+
+# Named settings that change several controls at once (UI dropdown, CLI --preset); unnamed fields keep defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "subtle": {"style_weight": 0.1, "steps": 200, "tv_weight": 0.0},
+    "balanced": {},
+    "bold": {"style_weight": 10.0, "steps": 400, "style_scale": 0.75},
+    "high-res": {"size": 1024, "steps": 400, "scales": 0, "optimizer": "lbfgs"},
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The settings of a named preset (see :data:`PRESETS`); a clear error for unknown names."""
+    try:
+        return dict(PRESETS[name])
+    except KeyError:
+        raise ConfigError(f"preset: {name!r} is not one of {', '.join(PRESETS)}") from None
 
 
 def field_specs() -> list[dataclasses.Field]:

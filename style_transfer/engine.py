@@ -1,9 +1,9 @@
-"""The optimisation loop: Adam on the pixels of the generated image, streamed as a generator of frames.
+"""The optimisation loop: the pixels of the generated image are optimised (Adam or L-BFGS), streamed as frames.
 
 ``stylize`` yields a :class:`Frame` right after the first forward pass (step 0, the starting image), then every
-``preview_every`` steps, and always the final image. Closing the generator (a UI's Stop, a client that leaves)
-raises ``GeneratorExit`` at the pending ``yield``, so no further step runs. Between previews the loop never
-copies to the host: the loss values are read only when a frame is made.
+``preview_every`` steps, at the start of every scale of a coarse-to-fine run, and always the final image.
+Closing the generator (a UI's Stop, a client that leaves) raises ``GeneratorExit`` at the pending ``yield``, so
+no further step runs. Between previews the loop never copies to the host: costs are read only when a frame is made.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from . import losses
+from . import colour, losses
 from .config import StyleConfig
 from .images import ImageSource, load_image, pil_to_tensor, resize_longest, tensor_to_pil
 from .model import VGGFeatures, load_model, resolve_device
@@ -30,8 +31,10 @@ class Frame:
     step: int
     total_steps: int
     image: Image.Image
-    losses: dict[str, float] = field(default_factory=dict)  # content, style, tv (unweighted) and total J
+    losses: dict[str, float] = field(default_factory=dict)  # content, style (, tv) unweighted, and total J
     elapsed: float = 0.0  # seconds since stylize() was called
+    scale: int = 0  # index of the current scale in a coarse-to-fine run
+    num_scales: int = 1
 
     @property
     def done(self) -> bool:
@@ -47,17 +50,77 @@ class NonFiniteLossError(RuntimeError):
         self.last_frame = last_frame
 
 
+StyleSource = ImageSource | Sequence[ImageSource]
+
+
+@dataclass
+class Inputs:
+    """The loaded, full-resolution inputs of a run (resized per scale later)."""
+
+    content: Image.Image
+    styles: list[Image.Image]
+    mask: Image.Image | None = None  # "L": white where the style applies
+    background_styles: list[Image.Image] = field(default_factory=list)
+
+
+def load_inputs(
+    content: ImageSource,
+    style: StyleSource,
+    mask: ImageSource | None = None,
+    background_style: StyleSource | None = None,
+) -> Inputs:
+    """Load every input image (validating each, with its role in error messages)."""
+    styles = _as_list(style)
+    if not styles:
+        raise ValueError("style: give at least one style image")
+    loaded = Inputs(
+        content=load_image(content, name="content image"),
+        styles=[load_image(s, name=_style_name(i, len(styles))) for i, s in enumerate(styles)],
+    )
+    if mask is not None:
+        loaded.mask = load_image(mask, name="mask").convert("L")
+    if background_style is not None:
+        loaded.background_styles = [load_image(s, name="background style image") for s in _as_list(background_style)]
+    return loaded
+
+
 def prepare_images(content: ImageSource, style: ImageSource, cfg: StyleConfig) -> tuple[Image.Image, Image.Image]:
-    """Load both inputs as RGB and resize them to the run's size (longest side ``cfg.size``)."""
+    """Load both inputs as RGB at the run's size (content: longest side ``cfg.size``; style: × ``style_scale``)."""
     content_img = resize_longest(load_image(content, name="content image"), cfg.size)
-    style_img = resize_longest(load_image(style, name="style image"), cfg.size)
+    style_img = resize_longest(load_image(style, name="style image"), _style_side(cfg.size, cfg))
     return content_img, style_img
 
 
-class Objective:
-    """The total cost J for one content/style pair, with the targets computed once, without gradients."""
+def _as_list(style: StyleSource) -> list[ImageSource]:
+    return list(style) if isinstance(style, (list, tuple)) else [style]
 
-    def __init__(self, model: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig) -> None:
+
+def _style_name(index: int, count: int) -> str:
+    return "style image" if count == 1 else f"style image {index + 1}"
+
+
+def _style_side(size: int, cfg: StyleConfig) -> int:
+    return max(16, round(size * cfg.style_scale))
+
+
+class Objective:
+    """The total cost J at one scale, with every target computed once, without gradients.
+
+    ``styles`` are blended by ``blend`` (normalised): the target Gram of each layer is the weighted mean of the
+    styles' Grams. With a ``mask`` (1, 1, H, W) the style cost is measured on the masked region only, and the
+    optional ``background`` styles are matched on the rest.
+    """
+
+    def __init__(
+        self,
+        model: VGGFeatures,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        cfg: StyleConfig,
+        blend: Sequence[float] | None = None,
+        mask: torch.Tensor | None = None,
+        background: Sequence[torch.Tensor] = (),
+    ) -> None:
         self.model = model
         self.cfg = cfg
         self.style_layers = cfg.style_layers
@@ -65,14 +128,38 @@ class Objective:
         self.layers = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
         with torch.no_grad():
             self.content_target = model(content, (cfg.content_layer,))[cfg.content_layer].float()
-            style_acts = model(style, cfg.style_layers)
-            self.style_targets = [losses.normalized_gram(style_acts[name]) for name in cfg.style_layers]
+            self.style_targets = self._blended_grams(styles, blend)
+            self.background_targets = self._blended_grams(background, None) if background else None
+            self.masks = self._layer_masks(mask, content) if mask is not None else None
+
+    def _blended_grams(self, images: Sequence[torch.Tensor], blend: Sequence[float] | None) -> list[torch.Tensor]:
+        weights = list(blend) if blend else [1.0] * len(images)
+        if len(weights) != len(images):
+            raise ValueError(f"style_blend_weights: {len(weights)} weights given for {len(images)} style images")
+        total = float(sum(weights))
+        grams = [0.0] * len(self.style_layers)
+        for image, weight in zip(images, weights, strict=True):
+            if weight == 0:
+                continue
+            acts = self.model(image, self.style_layers)
+            for i, name in enumerate(self.style_layers):
+                grams[i] = grams[i] + (weight / total) * losses.normalized_gram(acts[name])
+        return grams
+
+    def _layer_masks(self, mask: torch.Tensor, content: torch.Tensor) -> list[torch.Tensor]:
+        """The mask at each style layer's resolution (area-averaged, so soft edges stay soft)."""
+        acts = self.model(content, self.style_layers)
+        return [F.adaptive_avg_pool2d(mask, acts[name].shape[-2:]) for name in self.style_layers]
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total cost of ``image`` and its unweighted terms (tensors, no host sync)."""
         acts = self.model(image, self.layers)
+        style_acts = [acts[n] for n in self.style_layers]
         j_content = losses.content_cost(self.content_target, acts[self.cfg.content_layer])
-        j_style = losses.style_cost(self.style_targets, [acts[n] for n in self.style_layers], self.layer_weights)
+        j_style = losses.style_cost(self.style_targets, style_acts, self.layer_weights, self.masks)
+        if self.background_targets is not None and self.masks is not None:
+            inverse = [1.0 - m for m in self.masks]
+            j_style = j_style + losses.style_cost(self.background_targets, style_acts, self.layer_weights, inverse)
         j_tv = losses.tv_cost(image) if self.cfg.tv_weight else None
         total = losses.total_cost(
             j_content, j_style, self.cfg.content_weight, self.cfg.style_weight, j_tv, self.cfg.tv_weight
@@ -85,65 +172,170 @@ class Objective:
 
 def stylize(
     content: ImageSource,
-    style: ImageSource,
+    style: StyleSource,
     config: StyleConfig | None = None,
     *,
     model: VGGFeatures | None = None,
+    mask: ImageSource | None = None,
+    background_style: StyleSource | None = None,
     **overrides: object,
 ) -> Iterator[Frame]:
     """Paint ``content`` in the style of ``style`` (Gatys et al.), yielding :class:`Frame` objects as it goes.
 
+    ``style`` may be one image or a list (blended by ``style_blend_weights``). ``mask`` (white = paint here)
+    limits the style to a region; outside it the photo is kept, or painted in ``background_style`` if given.
     ``config`` holds the settings (defaults: :class:`StyleConfig`); keyword ``overrides`` change single fields,
-    e.g. ``stylize("a.jpg", "b.jpg", size=256, steps=200)``. Inputs and settings are validated before any
+    e.g. ``stylize("a.jpg", "b.jpg", size=256, steps=200)``. Settings and inputs are validated before any
     network work. Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used).
     """
     start = time.perf_counter()
     cfg = dataclasses.replace(config or StyleConfig(), **overrides).validate()
-    content_img, style_img = prepare_images(content, style, cfg)
+    inputs = load_inputs(content, style, mask, background_style)
+    if cfg.style_blend_weights and len(cfg.style_blend_weights) != len(inputs.styles):
+        raise ValueError(
+            f"style_blend_weights: {len(cfg.style_blend_weights)} weights given for {len(inputs.styles)} style images"
+        )
     if model is None:
-        model = load_model(cfg.weights, resolve_device(cfg.device))
-    device = model.device()
+        model = load_model(cfg.weights, resolve_device(cfg.device), cfg.pooling)
+    schedule = cfg.scale_sizes()
+    image: torch.Tensor | None = None
+    last: Frame | None = None
+    done_steps = 0
+    try:
+        for scale, (size, steps) in enumerate(schedule):
+            stage = _Stage(model, inputs, cfg, size, scale, len(schedule), start)
+            image = stage.start_image(image)
+            for frame in _optimise(stage, image, steps, done_steps):
+                last = frame
+                yield frame  # a consumer that closes us here stops the run: no further step
+            done_steps += steps
+            image = image.detach()
+        with torch.no_grad():
+            yield stage.frame(image, stage.objective(image)[1], cfg.steps)
+    except NonFiniteLossError as exc:
+        exc.last_frame = last
+        raise
 
-    content_t = pil_to_tensor(content_img, device)
-    objective = Objective(model, content_t, pil_to_tensor(style_img, device), cfg)
-    image = _initial_image(content_t, cfg).requires_grad_(True)
-    optimizer = torch.optim.Adam([image], lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
-    def frame(step: int, terms: dict[str, torch.Tensor], last: Frame | None) -> Frame:
+class _Stage:
+    """Everything for one scale of a run: inputs at that size, the objective, and the region to keep."""
+
+    def __init__(
+        self, model: VGGFeatures, inputs: Inputs, cfg: StyleConfig, size: int, scale: int, num_scales: int, start: float
+    ) -> None:
+        device = model.device()
+        self.cfg, self.scale, self.num_scales, self.start = cfg, scale, num_scales, start
+        self.content = pil_to_tensor(resize_longest(inputs.content, size), device)
+        side = _style_side(size, cfg)
+        styles = [pil_to_tensor(resize_longest(s, side), device) for s in inputs.styles]
+        background = [pil_to_tensor(resize_longest(s, side), device) for s in inputs.background_styles]
+        if cfg.preserve_colors == "histogram":
+            styles = [colour.match_colour_statistics(s, self.content) for s in styles]
+            background = [colour.match_colour_statistics(s, self.content) for s in background]
+        self.styles = styles
+        mask = _mask_tensor(inputs.mask, self.content) if inputs.mask is not None else None
+        self.objective = Objective(model, self.content, styles, cfg, cfg.style_blend_weights or None, mask, background)
+        # Outside the mask the photo is kept exactly (unless a background style paints it).
+        self.keep = (1.0 - mask) if mask is not None and not background else None
+
+    def start_image(self, previous: torch.Tensor | None) -> torch.Tensor:
+        """The first scale starts from ``cfg.init``; later ones from the previous result, upscaled."""
+        if previous is None:
+            image = _initial_image(self.content, self.styles, self.cfg)
+        else:
+            image = _upscale(previous, self.content)
+        return self.project(image).requires_grad_(True)
+
+    def project(self, image: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1], and the photo itself outside the mask."""
+        image = image.clamp(0.0, 1.0)
+        return image if self.keep is None else image * (1 - self.keep) + self.content * self.keep
+
+    def frame(self, image: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> Frame:
+        """A frame of ``image`` (the only host copy); refuses NaN/inf costs."""
         values = {k: float(v.detach()) for k, v in terms.items()}
         if not all(math.isfinite(v) for v in values.values()):
             raise NonFiniteLossError(
                 f"The optimisation diverged at step {step} (the cost became NaN or infinite). "
                 "Try a lower learning rate or style weight.",
-                last,
+                None,
             )
-        return Frame(step, cfg.steps, tensor_to_pil(image), values, time.perf_counter() - start)
+        shown = image.detach()
+        if self.cfg.preserve_colors == "luminance":
+            shown = colour.keep_content_colours(shown, self.content)
+        return Frame(
+            step,
+            self.cfg.steps,
+            tensor_to_pil(shown),
+            values,
+            time.perf_counter() - self.start,
+            self.scale,
+            self.num_scales,
+        )
 
-    last: Frame | None = None
-    for step in range(cfg.steps):
+
+def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> Iterator[Frame]:
+    """``steps`` optimiser steps on ``image`` (in place), yielding a frame every ``preview_every`` steps."""
+    cfg, objective = stage.cfg, stage.objective
+    optimizer = _make_optimizer(cfg, image)
+
+    def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        total, terms = objective(image)
-        if step % cfg.preview_every == 0:
-            last = frame(step, terms, last)
-            yield last  # a consumer that closes us here stops the run: no further step
+        total, _ = objective(image)
         total.backward()
-        optimizer.step()
+        image.grad = image.grad.contiguous()  # L-BFGS flattens it with .view(-1)
+        return total
+
+    for local in range(steps):
+        preview = local % cfg.preview_every == 0
+        if isinstance(optimizer, torch.optim.LBFGS):
+            if preview:
+                with torch.no_grad():
+                    yield stage.frame(image, objective(image)[1], offset + local)
+            optimizer.step(closure)  # one iteration = one cost evaluation (no line search)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            total, terms = objective(image)
+            if preview:
+                yield stage.frame(image, terms, offset + local)
+            total.backward()
+            optimizer.step()
         with torch.no_grad():
-            image.clamp_(0.0, 1.0)
-
-    with torch.no_grad():
-        _, terms = objective(image)
-    yield frame(cfg.steps, terms, last)
+            image.copy_(stage.project(image))
 
 
-def _initial_image(content: torch.Tensor, cfg: StyleConfig) -> torch.Tensor:
+def _make_optimizer(cfg: StyleConfig, image: torch.Tensor) -> torch.optim.Optimizer:
+    if cfg.optimizer == "lbfgs":
+        # Bounded history keeps memory at 2 * history * pixels floats; tolerances 0 so it never stops early.
+        return torch.optim.LBFGS(
+            [image], lr=1.0, max_iter=1, history_size=cfg.lbfgs_history, tolerance_grad=0.0, tolerance_change=0.0
+        )
+    return torch.optim.Adam([image], lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+
+
+def _initial_image(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: StyleConfig) -> torch.Tensor:
+    if cfg.init == "content":
+        return content.clone()
+    generator = torch.Generator().manual_seed(cfg.seed)
+    noise = torch.rand(content.shape, generator=generator).to(content.device)
     if cfg.init == "noise":
-        generator = torch.Generator().manual_seed(cfg.seed)
-        return torch.rand(content.shape, generator=generator).to(content.device)
-    return content.clone()
+        return noise
+    base = 0.5 if cfg.init == "gray" else torch.stack([s.mean(dim=(2, 3)) for s in styles]).mean(0)[..., None, None]
+    return (base + 0.1 * (noise - 0.5)).clamp(0.0, 1.0)
 
 
-def run(content: ImageSource, style: ImageSource, config: StyleConfig | None = None, **overrides: object) -> Frame:
+def _upscale(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The previous scale's result, resized to the next scale's size (bicubic)."""
+    return F.interpolate(image, size=like.shape[-2:], mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+
+
+def _mask_tensor(mask: Image.Image, like: torch.Tensor) -> torch.Tensor:
+    height, width = like.shape[-2:]
+    resized = mask.resize((width, height), Image.Resampling.BILINEAR)
+    return pil_to_tensor(resized.convert("RGB"), like.device)[:, :1]
+
+
+def run(content: ImageSource, style: StyleSource, config: StyleConfig | None = None, **overrides: object) -> Frame:
     """Run :func:`stylize` to the end and return the final frame (``.image`` is the result)."""
     frames = stylize(content, style, config, **overrides)
     final = next(frames)

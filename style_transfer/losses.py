@@ -30,7 +30,18 @@ def normalized_gram(a: torch.Tensor) -> torch.Tensor:
     return gram(a) / float(h * w)
 
 
-def style_layer_cost(target_ngram: torch.Tensor, a_g: torch.Tensor) -> torch.Tensor:
+def masked_normalized_gram(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gram of the activations weighted by ``mask`` (1, 1, H, W) in [0, 1], divided by the mask's area.
+
+    With a mask of ones this equals :func:`normalized_gram`; a region's style statistics are compared as if that
+    region were the whole image. An empty mask gives a zero Gram.
+    """
+    n, c, h, w = a.shape
+    weighted = (a.float() * mask).reshape(n, c, h * w)
+    return weighted @ weighted.transpose(1, 2) / mask.sum().clamp_min(1e-8)
+
+
+def style_layer_cost(target_ngram: torch.Tensor, a_g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 2 for one layer: ``1/(4·nC²·(nH·nW)²) · Σ(G_S − G_G)²``.
 
     ``target_ngram`` is the style image's :func:`normalized_gram`. Writing eq. 2 as
@@ -38,25 +49,36 @@ def style_layer_cost(target_ngram: torch.Tensor, a_g: torch.Tensor) -> torch.Ten
     stays meaningful when the style image has another size (each Gram divided by its own nH·nW).
     """
     n_c = a_g.shape[1]
-    return (target_ngram - normalized_gram(a_g)).pow(2).sum() / (4.0 * n_c * n_c)
+    generated = normalized_gram(a_g) if mask is None else masked_normalized_gram(a_g, mask)
+    return (target_ngram - generated).pow(2).sum() / (4.0 * n_c * n_c)
 
 
 def style_cost(
-    targets: Sequence[torch.Tensor], activations: Sequence[torch.Tensor], weights: Sequence[float]
+    targets: Sequence[torch.Tensor],
+    activations: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    masks: Sequence[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Weighted sum over layers of :func:`style_layer_cost` (the seed weights each of its 5 layers 0.2)."""
+    """Weighted sum over layers of :func:`style_layer_cost` (the seed weights each of its 5 layers 0.2).
+
+    ``masks`` (one per layer, at that layer's resolution) restrict the style to a region.
+    """
     total = activations[0].new_zeros((), dtype=torch.float32)
-    for target, a_g, weight in zip(targets, activations, weights, strict=True):
+    layer_masks = masks if masks is not None else [None] * len(targets)
+    for target, a_g, weight, mask in zip(targets, activations, weights, layer_masks, strict=True):
         if weight:
-            total = total + weight * style_layer_cost(target, a_g)
+            total = total + weight * style_layer_cost(target, a_g, mask)
     return total
 
 
 def tv_cost(image: torch.Tensor) -> torch.Tensor:
-    """Total variation: mean squared difference between neighbouring pixels (smooths high-frequency noise)."""
+    """Total variation: sum of squared differences between neighbouring pixels (smooths high-frequency noise).
+
+    A sum (not a mean), so its pull on each pixel does not depend on the image size.
+    """
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
-    return dx.pow(2).mean() + dy.pow(2).mean()
+    return dx.float().pow(2).sum() + dy.float().pow(2).sum()
 
 
 def total_cost(

@@ -32,7 +32,7 @@ def test_frame_losses_match_the_seed_equations(content_path, style_path, model):
     cfg = StyleConfig(size=64, steps=1, content_weight=3.0, style_weight=0.5)
     frame = next(stylize(content_path, style_path, cfg, model=model))
     terms = frame.losses
-    assert terms["content"] == 0.0  # the first frame is the content image itself
+    assert terms["content"] < 1e-6  # the first frame is the content image itself (up to float rounding)
     assert terms["total"] == pytest.approx(3.0 * terms["content"] + 0.5 * terms["style"], rel=1e-6)
 
 

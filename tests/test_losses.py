@@ -57,10 +57,10 @@ def test_style_cost_weighted_sum_over_layers():
 def test_total_cost_and_tv():
     j = losses.total_cost(torch.tensor(2.0), torch.tensor(3.0), alpha=10, beta=0.5)
     assert j.item() == pytest.approx(21.5)
-    # a vertical edge 0|1 in a 1x1x2x2 image: horizontal diffs (1, 1) -> mean 1; vertical diffs 0
+    # a vertical edge 0|1 in a 1x1x2x2 image: horizontal diffs (1, 1) -> sum 2; vertical diffs 0
     image = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
-    assert losses.tv_cost(image).item() == pytest.approx(1.0)
-    assert losses.total_cost(torch.tensor(1.0), torch.tensor(1.0), 1, 1, losses.tv_cost(image), 2.0).item() == 4.0
+    assert losses.tv_cost(image).item() == pytest.approx(2.0)
+    assert losses.total_cost(torch.tensor(1.0), torch.tensor(1.0), 1, 1, losses.tv_cost(image), 2.0).item() == 6.0
 
 
 def test_costs_are_float32_for_low_precision_activations():
