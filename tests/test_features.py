@@ -30,15 +30,17 @@ def test_blend_weights_one_zero_equal_the_single_style_targets(model):
     blended = Objective(model, content, [a, b], cfg, blend=[1.0, 0.0])
     half = Objective(model, content, [a, b], cfg, blend=[0.5, 0.5])
     other = Objective(model, content, [b], cfg)
-    for s, bl, h, o in zip(single.style_targets, blended.style_targets, half.style_targets, other.style_targets,
-                           strict=True):
+    for s, bl, h, o in zip(
+        single.style_targets, blended.style_targets, half.style_targets, other.style_targets, strict=True
+    ):
         assert torch.allclose(s, bl)
         assert torch.allclose(h, 0.5 * s + 0.5 * o, rtol=1e-5, atol=1e-3)
 
 
 def test_several_styles_through_stylize(content_path, style_path, model):
-    frame = run(content_path, [style_path, make_content(40, 40)], model=model, size=32, steps=3,
-                style_blend_weights=(3, 1))
+    frame = run(
+        content_path, [style_path, make_content(40, 40)], model=model, size=32, steps=3, style_blend_weights=(3, 1)
+    )
     assert frame.image.size == (32, 24)
     with pytest.raises(ValueError, match="style_blend_weights: 1 weights given for 2 style images"):
         run(content_path, [style_path, style_path], model=model, size=32, steps=1, style_blend_weights=(1,))
@@ -59,8 +61,8 @@ def test_histogram_mode_gives_the_style_the_content_colour_statistics():
     g = torch.Generator().manual_seed(0)
     mix_c = torch.tensor([[1.0, 0.5, 0.0], [0.2, 1.0, 0.3], [0.0, 0.4, 1.0]])
     mix_s = torch.tensor([[1.0, -0.6, 0.2], [0.0, 0.5, 0.0], [0.3, 0.0, 0.8]])
-    content = (torch.tensor([0.4, 0.5, 0.6])[:, None] + 0.06 * mix_c @ torch.randn(3, 48 * 64, generator=g))
-    style = (torch.tensor([0.6, 0.3, 0.5])[:, None] + 0.06 * mix_s @ torch.randn(3, 32 * 32, generator=g))
+    content = torch.tensor([0.4, 0.5, 0.6])[:, None] + 0.06 * mix_c @ torch.randn(3, 48 * 64, generator=g)
+    style = torch.tensor([0.6, 0.3, 0.5])[:, None] + 0.06 * mix_s @ torch.randn(3, 32 * 32, generator=g)
     content, style = content.reshape(1, 3, 48, 64), style.reshape(1, 3, 32, 32)
     matched = colour.match_colour_statistics(style, content)
     flat = lambda t: t.reshape(3, -1).double()  # noqa: E731
@@ -70,8 +72,10 @@ def test_histogram_mode_gives_the_style_the_content_colour_statistics():
 
 
 def test_init_options(content_path, style_path, model):
-    first = {init: next(stylize(content_path, style_path, model=model, size=32, steps=2, init=init)).image
-             for init in ("content", "noise", "gray", "style-mean")}
+    first = {
+        init: next(stylize(content_path, style_path, model=model, size=32, steps=2, init=init)).image
+        for init in ("content", "noise", "gray", "style-mean")
+    }
     gray = np.asarray(first["gray"], dtype=float)
     assert abs(gray.mean() - 127.5) < 4 and gray.std() > 2  # grey with a little seeded noise
     style_mean = np.asarray(Image.open(style_path).convert("RGB"), dtype=float).reshape(-1, 3).mean(0)
@@ -112,8 +116,9 @@ def test_coarse_to_fine_streams_increasing_sizes_and_ends_at_the_requested_size(
 
 def test_mask_of_zeros_keeps_the_photo_and_a_full_mask_stylises(content_path, style_path, model):
     kw = {"model": model, "size": 48, "steps": 10}
-    content = np.asarray(Image.open(content_path).convert("RGB").resize((48, 36), Image.Resampling.LANCZOS),
-                         dtype=float)
+    content = np.asarray(
+        Image.open(content_path).convert("RGB").resize((48, 36), Image.Resampling.LANCZOS), dtype=float
+    )
     empty = run(content_path, style_path, mask=Image.new("L", (64, 48), 0), **kw)
     full = run(content_path, style_path, mask=Image.new("L", (64, 48), 255), **kw)
     unmasked = run(content_path, style_path, **kw)
@@ -129,10 +134,18 @@ def test_mask_of_zeros_keeps_the_photo_and_a_full_mask_stylises(content_path, st
 
 
 def test_background_style_paints_the_unmasked_region(content_path, style_path, model):
-    content = np.asarray(Image.open(content_path).convert("RGB").resize((48, 36), Image.Resampling.LANCZOS),
-                         dtype=float)
-    out = run(content_path, style_path, model=model, size=48, steps=10, mask=Image.new("L", (64, 48), 0),
-              background_style=make_style(32, 32).transpose(Image.Transpose.ROTATE_90))
+    content = np.asarray(
+        Image.open(content_path).convert("RGB").resize((48, 36), Image.Resampling.LANCZOS), dtype=float
+    )
+    out = run(
+        content_path,
+        style_path,
+        model=model,
+        size=48,
+        steps=10,
+        mask=Image.new("L", (64, 48), 0),
+        background_style=make_style(32, 32).transpose(Image.Transpose.ROTATE_90),
+    )
     assert np.abs(np.asarray(out.image, dtype=float) - content).mean() > 3
 
 
