@@ -9,6 +9,7 @@ Python API::
     frame.image.save("out.png")
 """
 
+from . import accel, colour
 from .config import ConfigError, StyleConfig
 from .engine import Frame, NonFiniteLossError, run, stylize
 from .images import ImageError, load_image
@@ -23,6 +24,8 @@ __all__ = [
     "StyleConfig",
     "VGGFeatures",
     "WeightsError",
+    "accel",
+    "colour",
     "load_image",
     "load_model",
     "run",

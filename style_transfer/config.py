@@ -122,6 +122,13 @@ class StyleConfig:
     beta1: float = _field(0.9, "Adam beta1 (momentum).", min=0.0, max=0.9999, advanced=True)
     beta2: float = _field(0.999, "Adam beta2.", min=0.0, max=0.99999, advanced=True)
     eps: float = _field(1e-8, "Adam epsilon.", min=1e-12, max=1.0, advanced=True)
+    precision: str = _field(
+        "auto",
+        "Network arithmetic: fp32, or bf16 autocast (Gram and costs stay fp32); auto = bf16 where the hardware "
+        "has it (CUDA, AVX-512-BF16/AMX CPUs) with Adam, else fp32.",
+        choices=("auto", "fp32", "bf16"),
+        advanced=True,
+    )
     weights: str = _field(
         "caffe",
         "Network weights: 'caffe' (bundled original VGG-19, offline), "

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import colour, losses
+from . import accel, colour, losses
 from .config import StyleConfig
 from .images import ImageSource, load_image, pil_to_tensor, resize_longest, tensor_to_pil
 from .model import VGGFeatures, load_model, resolve_device
@@ -120,14 +120,16 @@ class Objective:
         blend: Sequence[float] | None = None,
         mask: torch.Tensor | None = None,
         background: Sequence[torch.Tensor] = (),
+        amp: bool = False,
     ) -> None:
         self.model = model
+        self.amp = amp  # bf16 autocast for the network; the targets use it too, so both sides match
         self.cfg = cfg
         self.style_layers = cfg.style_layers
         self.layer_weights = cfg.layer_weights
         self.layers = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
         with torch.no_grad():
-            self.content_target = model(content, (cfg.content_layer,))[cfg.content_layer].float()
+            self.content_target = self.features(content, (cfg.content_layer,))[cfg.content_layer].float()
             self.style_targets = self._blended_grams(styles, blend)
             self.background_targets = self._blended_grams(background, None) if background else None
             self.masks = self._layer_masks(mask, content) if mask is not None else None
@@ -141,19 +143,24 @@ class Objective:
         for image, weight in zip(images, weights, strict=True):
             if weight == 0:
                 continue
-            acts = self.model(image, self.style_layers)
+            acts = self.features(image, self.style_layers)
             for i, name in enumerate(self.style_layers):
                 grams[i] = grams[i] + (weight / total) * losses.normalized_gram(acts[name])
         return grams
 
     def _layer_masks(self, mask: torch.Tensor, content: torch.Tensor) -> list[torch.Tensor]:
         """The mask at each style layer's resolution (area-averaged, so soft edges stay soft)."""
-        acts = self.model(content, self.style_layers)
+        acts = self.features(content, self.style_layers)
         return [F.adaptive_avg_pool2d(mask, acts[name].shape[-2:]) for name in self.style_layers]
+
+    def features(self, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The network's activations, under bf16 autocast when enabled."""
+        with accel.autocast(image.device, self.amp):
+            return self.model(image, layers)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total cost of ``image`` and its unweighted terms (tensors, no host sync)."""
-        acts = self.model(image, self.layers)
+        acts = self.features(image, self.layers)
         style_acts = [acts[n] for n in self.style_layers]
         j_content = losses.content_cost(self.content_target, acts[self.cfg.content_layer])
         j_style = losses.style_cost(self.style_targets, style_acts, self.layer_weights, self.masks)
@@ -197,6 +204,8 @@ def stylize(
         )
     if model is None:
         model = load_model(cfg.weights, resolve_device(cfg.device), cfg.pooling)
+    accel.configure_backends(model.device())
+    model.to(memory_format=accel.memory_format(model.device()))
     schedule = cfg.scale_sizes()
     image: torch.Tensor | None = None
     last: Frame | None = None
@@ -225,16 +234,24 @@ class _Stage:
     ) -> None:
         device = model.device()
         self.cfg, self.scale, self.num_scales, self.start = cfg, scale, num_scales, start
-        self.content = pil_to_tensor(resize_longest(inputs.content, size), device)
+        self.layout = accel.memory_format(device)
+
+        def tensor(img: Image.Image, side: int) -> torch.Tensor:
+            return pil_to_tensor(resize_longest(img, side), device).contiguous(memory_format=self.layout)
+
+        self.content = tensor(inputs.content, size)
         side = _style_side(size, cfg)
-        styles = [pil_to_tensor(resize_longest(s, side), device) for s in inputs.styles]
-        background = [pil_to_tensor(resize_longest(s, side), device) for s in inputs.background_styles]
+        styles = [tensor(s, side) for s in inputs.styles]
+        background = [tensor(s, side) for s in inputs.background_styles]
         if cfg.preserve_colors == "histogram":
             styles = [colour.match_colour_statistics(s, self.content) for s in styles]
             background = [colour.match_colour_statistics(s, self.content) for s in background]
         self.styles = styles
         mask = _mask_tensor(inputs.mask, self.content) if inputs.mask is not None else None
-        self.objective = Objective(model, self.content, styles, cfg, cfg.style_blend_weights or None, mask, background)
+        amp = accel.use_bf16(cfg, device)
+        self.objective = Objective(
+            model, self.content, styles, cfg, cfg.style_blend_weights or None, mask, background, amp=amp
+        )
         # Outside the mask the photo is kept exactly (unless a background style paints it).
         self.keep = (1.0 - mask) if mask is not None and not background else None
 
@@ -244,7 +261,7 @@ class _Stage:
             image = _initial_image(self.content, self.styles, self.cfg)
         else:
             image = _upscale(previous, self.content)
-        return self.project(image).requires_grad_(True)
+        return self.project(image).contiguous(memory_format=self.layout).requires_grad_(True)
 
     def project(self, image: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1], and the photo itself outside the mask."""
@@ -310,7 +327,9 @@ def _make_optimizer(cfg: StyleConfig, image: torch.Tensor) -> torch.optim.Optimi
         return torch.optim.LBFGS(
             [image], lr=1.0, max_iter=1, history_size=cfg.lbfgs_history, tolerance_grad=0.0, tolerance_change=0.0
         )
-    return torch.optim.Adam([image], lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    return torch.optim.Adam(
+        [image], lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **accel.adam_kwargs(image.device)
+    )
 
 
 def _initial_image(content: torch.Tensor, styles: Sequence[torch.Tensor], cfg: StyleConfig) -> torch.Tensor:

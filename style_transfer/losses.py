@@ -20,8 +20,9 @@ def content_cost(a_c: torch.Tensor, a_g: torch.Tensor) -> torch.Tensor:
 def gram(a: torch.Tensor) -> torch.Tensor:
     """Gram matrix ``G = A·Aᵀ`` of the activations unrolled to ``A`` of shape ``(nC, nH·nW)``; shape (N, nC, nC)."""
     n, c, h, w = a.shape
-    unrolled = a.float().reshape(n, c, h * w)
-    return unrolled @ unrolled.transpose(1, 2)
+    with torch.autocast(a.device.type, enabled=False):  # autocast would run the matmul in bf16/fp16
+        unrolled = a.float().reshape(n, c, h * w)
+        return unrolled @ unrolled.transpose(1, 2)
 
 
 def normalized_gram(a: torch.Tensor) -> torch.Tensor:
@@ -37,8 +38,9 @@ def masked_normalized_gram(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     region were the whole image. An empty mask gives a zero Gram.
     """
     n, c, h, w = a.shape
-    weighted = (a.float() * mask).reshape(n, c, h * w)
-    return weighted @ weighted.transpose(1, 2) / mask.sum().clamp_min(1e-8)
+    with torch.autocast(a.device.type, enabled=False):
+        weighted = (a.float() * mask.float()).reshape(n, c, h * w)
+        return weighted @ weighted.transpose(1, 2) / mask.sum().clamp_min(1e-8)
 
 
 def style_layer_cost(target_ngram: torch.Tensor, a_g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,45 @@
+"""The fast path: bf16 autocast for the network must not cost quality; Gram and costs stay fp32."""
+
+import pytest
+import torch
+
+from style_transfer import StyleConfig, accel, losses, run
+from style_transfer.engine import Objective
+from style_transfer.images import pil_to_tensor
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert accel.use_bf16(StyleConfig(precision="fp32"), cpu) is False
+    assert accel.use_bf16(StyleConfig(precision="bf16"), cpu) is True
+    assert accel.use_bf16(StyleConfig(precision="auto", optimizer="lbfgs"), cpu) is False  # L-BFGS keeps fp32
+    assert accel.use_bf16(StyleConfig(precision="auto"), cpu) == accel.bf16_supported(cpu)
+    assert accel.memory_format(cpu) == torch.contiguous_format
+    assert accel.memory_format(torch.device("cuda")) == torch.channels_last
+
+
+def test_gram_stays_fp32_under_autocast():
+    a = torch.rand(1, 8, 6, 6) * 300
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g = losses.gram(a.bfloat16())
+    assert g.dtype == torch.float32
+    assert torch.allclose(g, losses.gram(a.bfloat16().float()))
+
+
+def test_bf16_fast_path_scores_within_2_percent_of_fp32(content_path, style_path, model):
+    kw = {"model": model, "size": 48, "steps": 25}
+    fp32 = run(content_path, style_path, precision="fp32", **kw)
+    bf16 = run(content_path, style_path, precision="bf16", **kw)
+    # One neutral scorer: the fp32 objective on the saved (uint8) images.
+    cfg = StyleConfig(size=48, precision="fp32").validate()
+    from PIL import Image
+
+    content = pil_to_tensor(Image.open(content_path).convert("RGB").resize(fp32.image.size, Image.Resampling.LANCZOS))
+    style = pil_to_tensor(Image.open(style_path).convert("RGB").resize((48, 48), Image.Resampling.LANCZOS))
+    score = Objective(model, content, [style], cfg)
+    with torch.no_grad():
+        s32 = float(score(pil_to_tensor(fp32.image))[0])
+        s16 = float(score(pil_to_tensor(bf16.image))[0])
+        start = float(score(content)[0])
+    assert s32 < 0.5 * start and s16 < 0.5 * start  # both really optimised
+    assert s16 == pytest.approx(s32, rel=0.02)
