@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from style_transfer import space
+from style_transfer import limits, space
 from style_transfer.config import STRENGTH_DEFAULT, STRENGTH_MAX, STRENGTH_MIN, StyleConfig, default_of, field_spec
 from style_transfer.model import load_model
 
@@ -112,7 +112,7 @@ def _pick(paths: list[Path]):
     return pick
 
 
-with gr.Blocks(title="Neural Style Transfer", delete_cache=(3600, 7200)) as demo:
+with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) as demo:
     gr.Markdown(
         "# Neural Style Transfer\n"
         "Repaint a photo in the style of any painting with the original optimisation method of Gatys et al. "
@@ -208,6 +208,7 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=(3600, 7200)) as demo
         tv_weight,
         init,
     ]
+    space.guard_settings(dict(zip(space.SETTINGS, inputs[2:], strict=True)))  # range errors name the parameter
     outputs = [result, compare, losses, status]
     pairs = [(c, s) for c, s in zip(CONTENT_EXAMPLES, STYLE_EXAMPLES[: len(CONTENT_EXAMPLES)], strict=False)][:4]
     gr.Examples(
@@ -229,16 +230,16 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=(3600, 7200)) as demo
     content_gallery.select(_pick(CONTENT_EXAMPLES), None, content_in, api_visibility="private")
     style_gallery.select(_pick(STYLE_EXAMPLES), None, style_in, api_visibility="private")
     run_event = run_btn.click(
-        stylize, inputs, outputs, api_name="stylize", concurrency_limit=space.CONCURRENCY_LIMIT if ON_ZEROGPU else 1
+        stylize, inputs, outputs, api_name="stylize", concurrency_limit=limits.queue_limits(ON_ZEROGPU).concurrency
     )
     stop_btn.click(None, None, None, cancels=[run_event], api_visibility="private")
 
-# Explicit queue: ZeroGPU would otherwise shrink it to max_size=1 (see README, "Limits").
-demo.queue(max_size=space.QUEUE_MAX_SIZE)
+# Explicit queue: ZeroGPU would otherwise shrink it to max_size=1 (see README, "Limits and errors").
+demo.queue(max_size=limits.queue_limits(ON_ZEROGPU).max_size)
 
 if __name__ == "__main__":
     demo.launch(
-        max_file_size=space.MAX_UPLOAD,
+        max_file_size=limits.MAX_UPLOAD,
         footer_links=["api", "gradio", "settings"],
         mcp_server=os.getenv("NST_MCP", "1") == "1",
     )

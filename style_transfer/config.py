@@ -147,9 +147,12 @@ class StyleConfig:
             setattr(self, f.name, value)
         try:
             self.content_layer = canonical_layer(self.content_layer)
+        except KeyError as exc:
+            raise ConfigError(f"content_layer: {exc.args[0]}") from None
+        try:
             self.style_layers = tuple(canonical_layer(name) for name in self.style_layers)
         except KeyError as exc:
-            raise ConfigError(str(exc.args[0])) from None
+            raise ConfigError(f"style_layers: {exc.args[0]}") from None
         if not self.style_layers:
             raise ConfigError("style_layers: give at least one layer.")
         if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):

@@ -20,7 +20,7 @@ from PIL import Image
 
 from . import accel, colour, losses
 from .config import StyleConfig
-from .images import ImageSource, load_image, pil_to_tensor, resize_longest, tensor_to_pil
+from .images import ImageSource, check_min_side, load_image, pil_to_tensor, resize_longest, tensor_to_pil
 from .model import VGGFeatures, load_model, resolve_device
 
 
@@ -88,7 +88,16 @@ def prepare_images(content: ImageSource, style: ImageSource, cfg: StyleConfig) -
     """Load both inputs as RGB at the run's size (content: longest side ``cfg.size``; style: × ``style_scale``)."""
     content_img = resize_longest(load_image(content, name="content image"), cfg.size)
     style_img = resize_longest(load_image(style, name="style image"), _style_side(cfg.size, cfg))
+    check_min_side(content_img, "content image")
+    check_min_side(style_img, "style image")
     return content_img, style_img
+
+
+def _check_sides(inputs: Inputs, cfg: StyleConfig, size: int) -> None:
+    check_min_side(resize_longest(inputs.content, size), "content image")
+    for i, style in enumerate([*inputs.styles, *inputs.background_styles]):
+        name = _style_name(i, len(inputs.styles)) if i < len(inputs.styles) else "background style image"
+        check_min_side(resize_longest(style, _style_side(size, cfg)), name)
 
 
 def _as_list(style: StyleSource) -> list[ImageSource]:
@@ -207,6 +216,7 @@ def stylize(
     accel.configure_backends(model.device())
     model.to(memory_format=accel.memory_format(model.device()))
     schedule = cfg.scale_sizes()
+    _check_sides(inputs, cfg, schedule[0][0])  # the smallest scale must still fit through VGG's four poolings
     image: torch.Tensor | None = None
     last: Frame | None = None
     done_steps = 0

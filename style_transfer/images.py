@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Refuse images above this many pixels (a 30000x30000 "bomb" is 900 MP; a 50 MP photo is fine).
-MAX_INPUT_PIXELS = 80_000_000
+from .limits import MAX_INPUT_PIXELS, MIN_IMAGE_SIDE
+
+READABLE = "PNG, JPEG, WebP, AVIF, GIF, BMP or TIFF"
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -31,7 +32,12 @@ def load_image(source: ImageSource, *, name: str = "image") -> Image.Image:
     if isinstance(source, np.ndarray):
         return _from_array(source, name)
     if isinstance(source, Image.Image):
-        return _to_rgb(source, name)
+        try:
+            return _to_rgb(source, name)
+        except ImageError:
+            raise
+        except Exception as exc:  # e.g. a mode PIL cannot convert
+            raise ImageError(f"{name}: cannot use this image ({source.mode} {source.size}: {exc})") from None
     if isinstance(source, bytes):
         return _open(io.BytesIO(source), name)
     if isinstance(source, (str, os.PathLike)):
@@ -51,16 +57,64 @@ def _open(fp: Path | io.BytesIO, name: str) -> Image.Image:
                 _check_pixels(img, name)
                 img.load()  # decode now, inside the try, so truncated files fail here
                 return _to_rgb(img, name)
+    except ImageError:
+        raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: the image is too large to open safely (over {MAX_INPUT_PIXELS:,} pixels)") from None
+        limit = f"{MAX_INPUT_PIXELS:,}"
+        raise ImageError(f"{name}: the image is too large to open safely (the limit is {limit} pixels)") from None
     except UnidentifiedImageError:
+        raise ImageError(_unreadable_message(fp, name)) from None
+    except Exception as exc:  # a decoder fails in many ways on a hostile file; each means "damaged"
+        detail = str(exc).replace(str(fp), "<file>") if isinstance(fp, Path) else str(exc)
+        detail = f" ({detail[:120]})" if detail else ""
+        raise ImageError(f"{name}: the file is damaged or truncated and cannot be decoded{detail}") from None
+
+
+# Formats people upload that PIL cannot read, recognised from their first bytes for a precise message.
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftyphevc", "HEIC"),
+    (4, b"ftypheim", "HEIC"),
+    (4, b"ftypheis", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypmsf1", "HEIF"),
+    (0, b"%PDF", "PDF"),
+    (0, b"\xff\x0a", "JPEG XL"),
+    (0, b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+)
+
+
+def _unreadable_message(fp: Path | io.BytesIO, name: str) -> str:
+    """Why PIL could not identify the file, as precisely as its first bytes allow."""
+    try:
+        if isinstance(fp, Path):
+            with fp.open("rb") as f:
+                head = f.read(512)
+        else:
+            head = fp.getvalue()[:512]
+    except OSError:
+        head = b""
+    kind = next((label for offset, magic, label in _SIGNATURES if head[offset : offset + len(magic)] == magic), None)
+    text = head.lstrip().lower()
+    if kind is None and (text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text)):
+        kind = "SVG (vector)"
+    if kind:
+        return f"{name}: {kind} images are not supported; save it as {READABLE} and try again"
+    if not head:
+        return f"{name}: the file is empty"
+    return f"{name}: not an image, or a format this app cannot read (use {READABLE})"
+
+
+def check_min_side(img: Image.Image, name: str = "image") -> None:
+    """Refuse an image (already at its working size) that is too thin for the network: VGG-19 pools four times
+    before its deepest layers, so each side must be at least ``MIN_IMAGE_SIDE`` pixels."""
+    width, height = img.size
+    if min(width, height) < MIN_IMAGE_SIDE:
         raise ImageError(
-            f"{name}: not an image, or a format this app cannot read (use PNG, JPEG, WebP, GIF, BMP or TIFF)"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, ImageError):
-            raise
-        raise ImageError(f"{name}: the file is damaged or truncated and cannot be decoded ({exc})") from None
+            f"{name}: too narrow for this output size ({width}x{height} px after resizing; each side must be at "
+            f"least {MIN_IMAGE_SIDE} px). Crop it to a less elongated shape or choose a larger output size."
+        )
 
 
 def _check_pixels(img: Image.Image, name: str) -> None:
@@ -77,8 +131,8 @@ def _check_pixels(img: Image.Image, name: str) -> None:
 def _to_rgb(img: Image.Image, name: str) -> Image.Image:
     """Any PIL mode -> upright RGB; transparency goes on white, high bit depths are scaled to 8 bits."""
     _check_pixels(img, name)
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)  # animations: the first frame
+    if getattr(img, "is_animated", False) and img.tell() != 0:
+        img.seek(0)  # animations: the first frame (is_animated, unlike n_frames, does not walk every frame)
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _from_array(np.asarray(img), name)
