@@ -96,7 +96,7 @@ def test_style_scale_and_pooling(content_path, style_path):
 
 
 def test_lbfgs_lowers_the_cost_faster_per_step_than_adam(content_path, style_path, model):
-    kw = {"model": model, "size": 32, "steps": 12, "preview_every": 4}
+    kw = {"model": model, "size": 32, "steps": 12, "preview_every": 4, "precision": "fp32"}
     adam = [f.losses["total"] for f in stylize(content_path, style_path, optimizer="adam", **kw)]
     lbfgs = [f.losses["total"] for f in stylize(content_path, style_path, optimizer="lbfgs", **kw)]
     assert len(lbfgs) == len(adam) == 4  # previews at 0, 4, 8 and the final frame: it streams too
