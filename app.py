@@ -14,7 +14,16 @@ import gradio as gr
 import torch
 
 from style_transfer import limits, space
-from style_transfer.config import STRENGTH_DEFAULT, STRENGTH_MAX, STRENGTH_MIN, StyleConfig, default_of, field_spec
+from style_transfer.config import (
+    OUTPUT_FORMATS,
+    PRESETS,
+    STRENGTH_DEFAULT,
+    STRENGTH_MAX,
+    STRENGTH_MIN,
+    default_of,
+    field_spec,
+    preset,
+)
 from style_transfer.model import load_model
 
 HERE = Path(__file__).parent
@@ -24,7 +33,7 @@ STYLE_EXAMPLES = sorted((HERE / "examples" / "styles").glob("*.jpg"))
 # ZeroGPU wants the model on CUDA at import time (its CUDA emulation moves it into the worker); no CUDA op runs here.
 ON_ZEROGPU = os.getenv("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-MODEL = load_model("caffe", DEVICE)
+MODELS = {pooling: load_model("caffe", DEVICE, pooling) for pooling in ("max", "avg")}
 # A CPU takes ~0.5 s per step at 256 px (README, Performance), so start smaller there.
 UI_DEFAULTS = {} if DEVICE == "cuda" else {"size": 256, "steps": 150, "preview_every": 10}
 
@@ -42,6 +51,20 @@ def stylize(
     style_weight: float,
     tv_weight: float,
     init: str,
+    style_2: str | None = None,
+    style_3: str | None = None,
+    style_1_blend: float = 1.0,
+    style_2_blend: float = 1.0,
+    style_3_blend: float = 1.0,
+    preserve_colors: str = "none",
+    style_scale: float = 1.0,
+    scales: int = 1,
+    optimizer: str = "adam",
+    pooling: str = "max",
+    precision: str = "auto",
+    mask: dict | None = None,
+    background_style: str | None = None,
+    output_format: str = "png",
 ) -> Iterator[tuple]:
     """Paint the content image in the style of the style image (Gatys et al.), streaming intermediate results.
 
@@ -57,10 +80,26 @@ def stylize(
         content_weight: alpha, weight of the content cost.
         style_weight: beta, weight of the style cost before the strength factor.
         tv_weight: weight of the total-variation smoothing term (0 = off).
-        init: starting image, "content" or "noise".
+        init: starting image: "content", "noise", "gray" or "style-mean".
+        style_2: optional second style image, blended with the first.
+        style_3: optional third style image.
+        style_1_blend: blend weight of the first style (weights are normalised).
+        style_2_blend: blend weight of the second style.
+        style_3_blend: blend weight of the third style.
+        preserve_colors: "none", "luminance" (keep the photo's colours) or "histogram".
+        style_scale: size of the style image relative to the output (smaller = finer strokes).
+        scales: coarse-to-fine sizes (1 = off, 0 = automatic).
+        optimizer: "adam" or "lbfgs".
+        pooling: VGG-19 pooling, "max" or "avg".
+        precision: "auto", "fp32" or "bf16".
+        mask: region to paint, as an image-editor value {"background", "layers", "composite"}: the painted
+            layers' opacity (or an opaque black-and-white layer's brightness) marks where the style goes.
+        background_style: optional style for the unpainted region (otherwise the photo is kept there).
+        output_format: format of the downloadable file: "png", "jpeg" or "webp" (settings embedded).
 
     Returns:
-        A stream of (result image, (before, after) pair, loss table, status text); the last item is the final result.
+        A stream of (result image, (before, after) pair, loss table, status text, download file or None); the last
+        item is the final result.
     """
     settings = (
         size,
@@ -74,14 +113,36 @@ def stylize(
         tv_weight,
         init,
     )
-    request = space.check_request(content, style, *settings)  # in the main process: bad input costs no GPU time
+    features = {
+        "style_1_blend": style_1_blend,
+        "style_2_blend": style_2_blend,
+        "style_3_blend": style_3_blend,
+        "preserve_colors": preserve_colors,
+        "style_scale": style_scale,
+        "scales": scales,
+        "optimizer": optimizer,
+        "pooling": pooling,
+        "precision": precision,
+        "output_format": output_format,
+    }
+    # In the main process: bad input costs no GPU time.
+    request = space.check_request(
+        content,
+        style,
+        *settings,
+        features=features,
+        style_2=style_2,
+        style_3=style_3,
+        mask=mask,
+        background_style=background_style,
+    )
     yield from run_on_gpu(request, space.gpu_duration(request) if ON_ZEROGPU else None)
 
 
 @spaces.GPU(duration=space.gpu_duration)
 def run_on_gpu(request: space.Request, time_budget_s: float | None) -> Iterator[tuple]:
     """The whole optimisation loop in one GPU allocation (a forked worker on ZeroGPU; yields are CPU objects)."""
-    yield from space.stream(request, MODEL, time_budget_s=time_budget_s)
+    yield from space.stream(request, MODELS, time_budget_s=time_budget_s)
 
 
 def _slider(name: str, **kw) -> gr.Slider:
@@ -103,6 +164,21 @@ def _number(name: str, **kw) -> gr.Number:
     f = field_spec(name)
     meta = f.metadata
     return gr.Number(value=default_of(f), minimum=meta["min"], maximum=meta["max"], info=meta["help"], **kw)
+
+
+def _radio(name: str, label: str) -> gr.Radio:
+    f = field_spec(name)
+    return gr.Radio(list(f.metadata["choices"]), value=default_of(f), label=label, info=f.metadata["help"])
+
+
+PRESET_FIELDS = ("size", "steps", "style_weight", "tv_weight", "style_scale", "scales", "optimizer")
+
+
+def apply_preset(name: str) -> list:
+    """Control values for a named preset (fields it does not name go back to their defaults)."""
+    values = {f: UI_DEFAULTS.get(f, default_of(field_spec(f))) for f in PRESET_FIELDS}
+    values.update(preset(name))
+    return [values[f] for f in PRESET_FIELDS]
 
 
 def _pick(paths: list[Path]):
@@ -182,18 +258,74 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
             content_weight = _number("content_weight", label="Content weight α")
             style_weight = _number("style_weight", label="Style weight β (before strength)")
             tv_weight = _number("tv_weight", label="Total-variation weight")
-            init = gr.Radio(
-                list(field_spec("init").metadata["choices"]),
-                value=StyleConfig().init,
-                label="Start from",
-                info=field_spec("init").metadata["help"],
+            init = _radio("init", "Start from")
+        with gr.Row():
+            optimizer = _radio("optimizer", "Optimiser")
+            scales = _slider("scales", step=1, label="Coarse-to-fine scales (0 = auto)")
+            pooling = _radio("pooling", "Pooling")
+            precision = _radio("precision", "Precision")
+    with gr.Accordion("More styles, colours, region and output", open=False):
+        with gr.Row():
+            preset_in = gr.Dropdown(
+                list(PRESETS),
+                value="balanced",
+                label="Preset",
+                elem_id="preset",
+                info="Sets size, steps, weights, scales and optimiser at once.",
+            )
+            preserve_colors = _radio("preserve_colors", "Keep the photo's colours")
+            style_scale = _slider("style_scale", step=0.05, label="Style scale (brush size)")
+            output_format = gr.Radio(
+                list(OUTPUT_FORMATS),
+                value="png",
+                label="Download format",
+                info="The settings are embedded in the file.",
+            )
+        with gr.Row():
+            style_1_blend = gr.Slider(0, 10, value=1, step=0.1, label="Blend weight of the style image")
+            style_2 = gr.Image(
+                type="filepath",
+                label="Second style (optional)",
+                sources=["upload", "clipboard"],
+                height=160,
+                elem_id="style2",
+            )
+            style_2_blend = gr.Slider(0, 10, value=1, step=0.1, label="Blend weight of the second style")
+            style_3 = gr.Image(
+                type="filepath",
+                label="Third style (optional)",
+                sources=["upload", "clipboard"],
+                height=160,
+                elem_id="style3",
+            )
+            style_3_blend = gr.Slider(0, 10, value=1, step=0.1, label="Blend weight of the third style")
+        with gr.Row():
+            mask = gr.ImageEditor(
+                type="pil",
+                label="Region: paint where the style goes (leave empty for everywhere)",
+                sources=["upload"],
+                brush=gr.Brush(colors=["#ffffff"], default_size=40, color_mode="fixed"),
+                layers=False,
+                height=360,
+                elem_id="mask",
+            )
+            background_style = gr.Image(
+                type="filepath",
+                label="Style for the unpainted region (optional)",
+                sources=["upload", "clipboard"],
+                height=360,
+                elem_id="background-style",
             )
     with gr.Row():
         compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
         losses = gr.LinePlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses", height=360)
+    download = gr.File(label="Download the result (settings embedded)", elem_id="download")
 
     space.guard_image_input(content_in, "content image")
     space.guard_image_input(style_in, "style image")
+    space.guard_image_input(style_2, "style image 2")
+    space.guard_image_input(style_3, "style image 3")
+    space.guard_image_input(background_style, "background style image")
     inputs = [
         content_in,
         style_in,
@@ -208,11 +340,27 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         tv_weight,
         init,
     ]
-    space.guard_settings(dict(zip(space.SETTINGS, inputs[2:], strict=True)))  # range errors name the parameter
-    outputs = [result, compare, losses, status]
+    feature_inputs = {
+        "style_1_blend": style_1_blend,
+        "style_2_blend": style_2_blend,
+        "style_3_blend": style_3_blend,
+        "preserve_colors": preserve_colors,
+        "style_scale": style_scale,
+        "scales": scales,
+        "optimizer": optimizer,
+        "pooling": pooling,
+        "precision": precision,
+        "output_format": output_format,
+    }
+    # Order = stylize()'s parameters after init.
+    inputs += [style_2, style_3, *[feature_inputs[name] for name in space.FEATURES[:3]]]
+    inputs += [feature_inputs[name] for name in space.FEATURES[3:9]] + [mask, background_style, output_format]
+    space.guard_settings(dict(zip(space.SETTINGS, inputs[2:12], strict=True)))  # range errors name the parameter
+    space.guard_settings(feature_inputs)
+    outputs = [result, compare, losses, status, download]
     pairs = [(c, s) for c, s in zip(CONTENT_EXAMPLES, STYLE_EXAMPLES[: len(CONTENT_EXAMPLES)], strict=False)][:4]
     gr.Examples(
-        examples=[[str(c), str(s), *[component.value for component in inputs[2:]]] for c, s in pairs],
+        examples=[[str(c), str(s), *[getattr(component, "value", None) for component in inputs[2:]]] for c, s in pairs],
         inputs=inputs,
         outputs=outputs,
         fn=stylize,
@@ -227,12 +375,21 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         "The API is documented under *Use via API* below (endpoint `/stylize`)."
     )
 
-    content_gallery.select(_pick(CONTENT_EXAMPLES), None, content_in, api_visibility="private")
-    style_gallery.select(_pick(STYLE_EXAMPLES), None, style_in, api_visibility="private")
+    # queue=False: picking an example still works while the queue is full.
+    content_gallery.select(_pick(CONTENT_EXAMPLES), None, content_in, api_visibility="private", queue=False)
+    style_gallery.select(_pick(STYLE_EXAMPLES), None, style_in, api_visibility="private", queue=False)
     run_event = run_btn.click(
         stylize, inputs, outputs, api_name="stylize", concurrency_limit=limits.queue_limits(ON_ZEROGPU).concurrency
     )
     stop_btn.click(None, None, None, cancels=[run_event], api_visibility="private")
+    preset_in.change(
+        apply_preset,
+        preset_in,
+        [size, steps, style_weight, tv_weight, style_scale, scales, optimizer],
+        api_visibility="private",
+        queue=False,
+    )
+    content_in.change(space.mask_editor_value, content_in, mask, api_visibility="private", queue=False)
 
 # Explicit queue: ZeroGPU would otherwise shrink it to max_size=1 (see README, "Limits and errors").
 demo.queue(max_size=limits.queue_limits(ON_ZEROGPU).max_size)

@@ -373,7 +373,10 @@ def _score_all(
             rec["score"] = scorer(rec["output"])
             n += 1
             for snap in rec.get("snapshots", []):
-                snap["score"] = scorer(snap["path"])["total"]
+                try:
+                    snap["score"] = scorer(snap["path"])["total"]
+                except ValueError:  # a coarse scale of a coarse-to-fine run: not comparable at this size
+                    snap["score"] = None
                 n += 1
         log(f"  scored {n} images at {size} px in {time.perf_counter() - started:.1f} s")
     return init_scores

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import math
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageChops
 
 from .config import (
+    OUTPUT_FORMATS,
     STRENGTH_MAX,
     STRENGTH_MIN,
     ConfigError,
@@ -28,10 +33,11 @@ from .config import (
     strength_multiplier,
 )
 from .engine import Frame, NonFiniteLossError, prepare_images, stylize
-from .images import ImageError, check_min_side
-from .limits import GPU_DURATION_MAX_S, GPU_DURATION_MIN_S, MAX_PREVIEWS, MAX_UPLOAD_BYTES
+from .images import ImageError, check_min_side, load_image, resize_longest
+from .limits import DELETE_CACHE, GPU_DURATION_MAX_S, GPU_DURATION_MIN_S, MAX_PREVIEWS, MAX_UPLOAD_BYTES
 from .limits import MAX_UPLOAD as MAX_UPLOAD  # re-exported: tests/conftest.py launches with it
 from .model import VGGFeatures
+from .output import save_image
 
 # Only sizes and settings are logged, never file names, paths or pixels.
 log = logging.getLogger(__name__)
@@ -50,6 +56,22 @@ SETTINGS = (
     "init",
 )
 
+# Settings added by the features issue, after the ten above (API keyword arguments; UI: "More styles", "Colour,
+# region and output", "Advanced"). The extra images are passed separately (EXTRA_IMAGES).
+FEATURES = (
+    "style_1_blend",
+    "style_2_blend",
+    "style_3_blend",
+    "preserve_colors",
+    "style_scale",
+    "scales",
+    "optimizer",
+    "pooling",
+    "precision",
+    "output_format",
+)
+EXTRA_IMAGES = ("style_2", "style_3", "mask", "background_style")
+
 # ZeroGPU duration model (seconds). NOT yet calibrated on a GPU (no GPU was available when this was written):
 # performance.md derives ~1.2 ms/step at 512 px as the H100 fp32 floor and ~2.7 ms on a ZeroGPU half card; we
 # assume ~4x that in practice (launch overhead, previews) and add start-up (fork, CUDA init, targets).
@@ -66,6 +88,10 @@ class Request:
     content: Image.Image
     style: Image.Image
     config: StyleConfig
+    styles: list[Image.Image] = field(default_factory=list)  # every style image, ``style`` first
+    mask: Image.Image | None = None  # "L", white where the style goes
+    background: Image.Image | None = None  # style of the unpainted region
+    output_format: str = "png"
 
 
 def build_config(
@@ -102,33 +128,100 @@ def build_config(
 
 
 def check_request(
-    content: str | bytes | Image.Image | None, style: str | bytes | Image.Image | None, *settings: object
+    content: str | bytes | Image.Image | None,
+    style: str | bytes | Image.Image | None,
+    *settings: object,
+    features: Mapping[str, object] | None = None,
+    style_2: object = None,
+    style_3: object = None,
+    mask: object = None,
+    background_style: object = None,
 ) -> Request:
     """Validate the images and settings of one request; raises ``gr.Error`` with a message for the user.
 
+    ``settings`` are the ten :data:`SETTINGS` in order; ``features`` holds any of :data:`FEATURES`.
     Runs in the main process before any GPU is requested, so bad input costs no GPU time.
     """
     if content is None:
         raise _error("Please add a content image (the photo to repaint).", "Missing content image")
     if style is None:
         raise _error("Please add a style image (the painting whose style to copy).", "Missing style image")
+    features = dict(features or {})
     try:
         cfg = build_config(*settings)
+        output_format = str(features.pop("output_format", "png") or "png")
+        if output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"output_format: {output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+        extra_styles = [(s, features.get(f"style_{i}_blend", 1.0)) for i, s in ((2, style_2), (3, style_3))]
+        blends = [features.get("style_1_blend", 1.0)] + [b for s, b in extra_styles if s is not None]
+        changes = {k: v for k, v in features.items() if not k.endswith("_blend") and v is not None}
+        if len(blends) > 1:
+            changes["style_blend_weights"] = tuple(blends)
+        cfg = cfg.replace(**changes)
         if cfg.steps > MAX_PREVIEWS * cfg.preview_every:  # every preview is a PNG in the cache: bound them
             cfg = cfg.replace(preview_every=math.ceil(cfg.steps / MAX_PREVIEWS))
         content_img, style_img = prepare_images(content, style, cfg)
-        check_min_side(content_img, "content image")
-        check_min_side(style_img, "style image")
-    except (ConfigError, ImageError) as exc:
+        styles = [style_img]
+        for number, (extra, _) in enumerate(extra_styles, start=2):
+            if extra is not None:
+                styles.append(_style_image(extra, cfg, f"style image {number}"))
+        background = _style_image(background_style, cfg, "background style image") if background_style else None
+        mask_img = mask_from_editor(mask, content_img.size)
+    except (ConfigError, ImageError, ValueError) as exc:
         log.info("request refused: %s", type(exc).__name__)
         raise _error(str(exc), "Invalid input") from None
     log.info(
-        "request: content %dx%d, style %dx%d, %d steps",
+        "request: content %dx%d, %d style(s), mask %s, %d steps",
         *content_img.size,
-        *style_img.size,
+        len(styles),
+        "yes" if mask_img is not None else "no",
         cfg.steps,
     )
-    return Request(content_img, style_img, cfg)
+    return Request(content_img, style_img, cfg, styles, mask_img, background, output_format)
+
+
+def _style_image(source: object, cfg: StyleConfig, name: str) -> Image.Image:
+    img = resize_longest(load_image(source, name=name), max(16, round(cfg.size * cfg.style_scale)))
+    check_min_side(img, name)
+    return img
+
+
+def mask_editor_value(content: object) -> dict:
+    """The mask editor's value for a new content photo: the photo as background, nothing painted yet.
+
+    A file our loader refuses leaves the editor as it is (``stylize`` reports the problem on Generate).
+    """
+    if content is None:
+        return {"background": None, "layers": [], "composite": None}
+    try:
+        img = resize_longest(load_image(content, name="content image"), 1024)
+    except ImageError:
+        return gr.skip()
+    return {"background": img, "layers": [], "composite": img}
+
+
+def mask_from_editor(value: object, size: tuple[int, int]) -> Image.Image | None:
+    """The region mask ("L", white = paint) from a ``gr.ImageEditor`` value, or None when nothing is painted.
+
+    Painted layers count by their opacity; an opaque layer (an uploaded black-and-white mask) by its brightness.
+    """
+    if value is None:
+        return None
+    layers = value.get("layers") if isinstance(value, Mapping) else [value]
+    mask: Image.Image | None = None
+    for layer in layers or []:
+        if layer is None:
+            continue
+        img = load_image(layer, name="mask") if not isinstance(layer, Image.Image) else layer
+        if img.mode in ("RGBA", "LA", "PA") and img.getchannel("A").getextrema()[0] < 255:
+            part = img.getchannel("A")
+        else:
+            part = load_image(img, name="mask").convert("L")
+        part = part.resize(size, Image.Resampling.BILINEAR)
+        mask = part if mask is None else ImageChops.lighter(mask, part)
+    if mask is None or mask.getextrema()[1] == 0:
+        return None
+    return mask
 
 
 def _error(message: str, title: str) -> gr.Error:
@@ -240,19 +333,38 @@ def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
     ]
 
 
-StreamItem = tuple[Image.Image, tuple[Image.Image, Image.Image], pd.DataFrame, str]
+StreamItem = tuple[Image.Image, tuple[Image.Image, Image.Image], pd.DataFrame, str, str | None]
 
 
-def stream(request: Request, model: VGGFeatures, time_budget_s: float | None = None) -> Iterator[StreamItem]:
-    """Run the engine and yield ``(result, (before, after), loss table, status)`` per frame, CPU objects only.
+def stream(
+    request: Request, models: VGGFeatures | Mapping[str, VGGFeatures], time_budget_s: float | None = None
+) -> Iterator[StreamItem]:
+    """Run the engine and yield ``(result, (before, after), loss table, status, download)`` per frame.
 
-    Stops cleanly (yielding the best image so far) when ``time_budget_s`` would be exceeded or the cost diverges.
+    Only CPU objects are yielded (ZeroGPU pickles them). ``download`` is None until the final frame, then a file
+    in the requested format with the settings embedded. ``models`` maps a pooling ("max"/"avg") to a loaded
+    network (one network is used for both). Stops cleanly, yielding the best image so far, when ``time_budget_s``
+    would be exceeded or the cost diverges.
     """
+    model = models if isinstance(models, VGGFeatures) else models[request.config.pooling]
     device = _device_name(model)
     rows: list[dict] = []
     frame: Frame | None = None
     start = _clock()
-    frames = stylize(request.content, request.style, request.config, model=model)
+    frames = stylize(
+        request.content,
+        request.styles or request.style,
+        request.config,
+        model=model,
+        mask=request.mask,
+        background_style=request.background,
+    )
+
+    def item(frame: Frame, note: str = "", final: bool = False) -> StreamItem:
+        download = save_result(frame, request) if final else None
+        status = _status(frame, device, note)
+        return frame.image, (request.content, frame.image), pd.DataFrame(rows), status, download
+
     try:
         for frame in frames:
             rows += _loss_rows(frame, request.config)
@@ -264,7 +376,7 @@ def stream(request: Request, model: VGGFeatures, time_budget_s: float | None = N
             )
             if over_budget:
                 note = f"Stopped early at step {frame.step}: the next preview would exceed the GPU time limit."
-            yield frame.image, (request.content, frame.image), pd.DataFrame(rows), _status(frame, device, note)
+            yield item(frame, note, final=frame.done or over_budget)
             if over_budget:
                 return
     except NonFiniteLossError as exc:
@@ -272,7 +384,7 @@ def stream(request: Request, model: VGGFeatures, time_budget_s: float | None = N
         if last is None:
             raise _error(str(exc), "Optimisation diverged") from None
         gr.Warning(str(exc))
-        yield last.image, (request.content, last.image), pd.DataFrame(rows), _status(last, device, str(exc))
+        yield item(last, str(exc), final=True)
     except torch.OutOfMemoryError:
         raise _error("Out of memory at this size. Try a smaller output size.", "Out of memory") from None
     except RuntimeError as exc:
@@ -281,6 +393,24 @@ def stream(request: Request, model: VGGFeatures, time_budget_s: float | None = N
         raise _error("Out of memory at this size. Try a smaller output size.", "Out of memory") from None
     finally:
         frames.close()
+
+
+RESULTS_DIR = Path(tempfile.gettempdir()) / "style_transfer_results"
+
+
+def save_result(frame: Frame, request: Request) -> str:
+    """Write the frame in the requested format, settings embedded; old files are swept (limits.DELETE_CACHE)."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    cutoff = time.time() - DELETE_CACHE[1]
+    for old in RESULTS_DIR.glob("stylized-*"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+    suffix = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[request.output_format]
+    path = RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}{suffix}"
+    settings = {**request.config.to_dict(), "steps_done": frame.step}
+    save_image(frame.image, path, request.output_format, settings)
+    return str(path)
 
 
 _clock = time.perf_counter  # the time budget's clock (tests replace it)

@@ -32,7 +32,17 @@ def test_only_stylize_is_public(client):
     assert list(api["named_endpoints"]) == ["/stylize"]
     assert api["unnamed_endpoints"] == {}
     names = [p["parameter_name"] for p in api["named_endpoints"]["/stylize"]["parameters"]]
-    assert names == ["content", "style", *space.SETTINGS]
+    assert names == [
+        "content",
+        "style",
+        *space.SETTINGS,
+        "style_2",
+        "style_3",
+        *space.FEATURES[:9],
+        "mask",
+        "background_style",
+        "output_format",
+    ]
 
 
 def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
@@ -113,3 +123,51 @@ def test_readme_client_snippet_runs_as_written(app_url, monkeypatch, capsys):
     steps = [line for line in out if line.startswith("step ")]
     assert len(steps) >= 3 and steps[0].startswith("step 0/40") and steps[-1].startswith("step 40/40")
     assert out[-1].startswith("result:") and out[-1].endswith(".png")
+
+
+def test_features_through_the_api(client, tmp_path):
+    from style_transfer.output import read_settings
+
+    mask = Image.new("L", (451, 300), 0)
+    mask.paste(255, (225, 0, 451, 300))  # paint the right half
+    mask_path = tmp_path / "mask.png"
+    mask.save(mask_path)
+    job = _submit(
+        client,
+        style_2=handle_file(str(ROOT / "examples" / "styles" / "autumn.jpg")),
+        style_2_blend=0.5,
+        preserve_colors="luminance",
+        optimizer="lbfgs",
+        scales=2,
+        mask={"background": None, "layers": [handle_file(str(mask_path))], "composite": None},
+        output_format="webp",
+        size=64,
+    )
+    updates = list(job)
+    final = job.result()
+    assert final[3].startswith("step 6/6")
+    assert all(u[4] is None for u in updates[:-1])
+    download = final[4]
+    assert download["url"].endswith(".webp")
+    import httpx
+
+    data = httpx.get(download["url"]).content
+    settings = read_settings(data)
+    assert settings["optimizer"] == "lbfgs" and settings["preserve_colors"] == "luminance"
+    assert settings["scales"] == 2 and settings["style_blend_weights"] == [1.0, 0.5]
+    with Image.open(__import__("io").BytesIO(data)) as img:
+        assert img.size == (64, 43)
+
+
+def test_mask_from_editor_layers():
+    painted = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    painted.paste((255, 255, 255, 255), (20, 0, 40, 30))
+    mask = space.mask_from_editor({"background": None, "layers": [painted], "composite": None}, (40, 30))
+    assert mask.getpixel((5, 5)) == 0 and mask.getpixel((30, 5)) == 255
+    empty = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    assert space.mask_from_editor({"background": None, "layers": [empty], "composite": None}, (40, 30)) is None
+    assert space.mask_from_editor(None, (40, 30)) is None
+    opaque = Image.new("RGB", (80, 60), (0, 0, 0))
+    opaque.paste((255, 255, 255), (0, 0, 40, 60))  # an uploaded black-and-white mask: brightness counts
+    mask = space.mask_from_editor({"background": None, "layers": [opaque], "composite": None}, (40, 30))
+    assert mask.getpixel((5, 5)) == 255 and mask.getpixel((35, 5)) == 0

@@ -224,7 +224,7 @@ def test_space_build_config(values):
 def setting_components():
     import app
 
-    return dict(zip(space.SETTINGS, app.inputs[2:], strict=True))
+    return dict(zip(space.SETTINGS, app.inputs[2:12], strict=True))
 
 
 @FUZZ

@@ -310,10 +310,16 @@ def _upload(app_url: str, path: Path) -> dict:
     return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
 
 
+# Raw REST needs every input: the values of stylize()'s parameters after the ten settings, at their defaults
+# (style_2, style_3, three blend weights, preserve_colors, style_scale, scales, optimizer, pooling, precision,
+# mask, background_style, output_format).
+FEATURE_DEFAULTS = [None, None, 1, 1, 1, "none", 1.0, 1, "adam", "max", "auto", None, None, "png"]
+
+
 def _rest_call(app_url: str, data: list, *, raw: str | None = None, timeout: float = 120) -> tuple[str, object]:
     """POST /gradio_api/call/stylize with a JSON body (``raw`` may hold NaN literals); the last SSE event."""
     settings = [32, 1, 5, 0.02, 1, 0, 1e4, 1.0, 0.0, "content"]
-    body = raw if raw is not None else json.dumps({"data": [*data, *settings[len(data) - 2 :]]})
+    body = raw if raw is not None else json.dumps({"data": [*data, *settings[len(data) - 2 :], *FEATURE_DEFAULTS]})
     r = httpx.post(app_url + "gradio_api/call/stylize", content=body, headers={"content-type": "application/json"})
     r.raise_for_status()
     event, payload = None, None
@@ -333,7 +339,8 @@ def test_nan_and_inf_over_raw_http(app_url, files, literal, index):
     image = json.dumps(_upload(app_url, files["style"]))
     values = ["32", "1", "5", "0.02", "1", "0", "10000.0", "1.0", "0.0", '"content"']
     values[index] = literal
-    event, payload = _rest_call(app_url, [], raw='{"data": [' + ",".join([image, image, *values]) + "]}")
+    extra = [json.dumps(v) for v in FEATURE_DEFAULTS]
+    event, payload = _rest_call(app_url, [], raw='{"data": [' + ",".join([image, image, *values, *extra]) + "]}")
     name = space.SETTINGS[index]
     assert event == "error", payload
     if name == "init":
@@ -402,7 +409,7 @@ def forward_calls():
     import app
 
     calls: list[int] = []
-    handle = app.MODEL.features[0].register_forward_hook(lambda *a: calls.append(1))
+    handle = app.MODELS["max"].features[0].register_forward_hook(lambda *a: calls.append(1))
     yield calls
     handle.remove()
 

@@ -61,7 +61,7 @@ def test_only_stylize_is_exposed(client, app_url, secret):
     # The UI's private events (gallery picks, example loading) answer raw HTTP, as in every Gradio app; they only
     # index the fixed example lists, so whatever is sent they return an example file or an error.
     private = {fn.api_name for fn in app.demo.fns.values() if fn.api_visibility == "private" and fn.fn is not None}
-    assert private <= {"pick", "pick_1", "load_example"}, private
+    assert private <= {"pick", "pick_1", "load_example", "apply_preset", "mask_editor_value"}, private
     hostile = {"index": str(secret), "value": {"path": str(secret)}}
     for name in sorted(private):
         for data in ([], [0], [str(secret)], [10**9]):
@@ -107,7 +107,9 @@ def test_file_route_serves_the_cache_only(app_url, secret, uploaded):
 
 
 def _call(app_url: str, content: object, style: object) -> tuple[str | None, str]:
-    data = [content, style, 32, 1, 5, 0.02, 1, 0, 1e4, 1.0, 0.0, "content"]
+    from tests.test_robustness import FEATURE_DEFAULTS
+
+    data = [content, style, 32, 1, 5, 0.02, 1, 0, 1e4, 1.0, 0.0, "content", *FEATURE_DEFAULTS]
     r = httpx.post(app_url + "gradio_api/call/stylize", json={"data": data}, timeout=30)
     if r.status_code != 200:
         return None, r.text
@@ -149,8 +151,9 @@ def test_results_live_in_the_cache(client, style_path):
         content=handle_file(str(style_path)), style=handle_file(str(style_path)), size=32, steps=2, api_name="/stylize"
     )
     paths = []
-    for image, (before, after), _plot, _status in job:
-        paths += [image["path"], before["path"], after["path"]]
+    for image, (before, after), _plot, _status, _download in job:
+        paths += [image["path"], before["path"], after["path"]] + ([_download["path"]] if _download else [])
+    assert any(p.endswith(".png") and "stylized-" in p for p in paths)  # the final download is served too
     cache = _cache_dir()
     assert paths and all(Path(p).resolve().is_relative_to(cache) for p in paths), (cache, paths)
 
@@ -218,7 +221,7 @@ def test_no_user_data_in_the_logs(client, tmp_path, capfd, caplog):
         assert name not in text and str(tmp_path) not in text
     assert "Traceback" not in err  # expected errors are answered, not logged as crashes
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("style_transfer")]
-    assert any(m.startswith("request: content 32x24, style 32x24") for m in ours), ours
+    assert any(m.startswith("request: content 32x24, 1 style(s), mask no") for m in ours), ours
     assert any(m == "request refused: ImageError" for m in ours), ours
 
 
