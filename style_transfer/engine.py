@@ -228,7 +228,7 @@ def stylize(
                 last = frame
                 yield frame  # a consumer that closes us here stops the run: no further step
             done_steps += steps
-            image = image.detach()
+            image = stage.project(image.detach())
         with torch.no_grad():
             yield stage.frame(image, stage.objective(image)[1], cfg.steps)
     except NonFiniteLossError as exc:
@@ -306,19 +306,23 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
     cfg, objective = stage.cfg, stage.objective
     optimizer = _make_optimizer(cfg, image)
 
+    lbfgs = isinstance(optimizer, torch.optim.LBFGS)
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        total, _ = objective(image)
+        # L-BFGS sees J(project(x)): clamping x in place after its step would break its curvature pairs.
+        total, _ = objective(stage.project(image))
         total.backward()
         image.grad = image.grad.contiguous()  # L-BFGS flattens it with .view(-1)
         return total
 
     for local in range(steps):
         preview = local % cfg.preview_every == 0
-        if isinstance(optimizer, torch.optim.LBFGS):
+        if lbfgs:
             if preview:
                 with torch.no_grad():
-                    yield stage.frame(image, objective(image)[1], offset + local)
+                    shown = stage.project(image)
+                    yield stage.frame(shown, objective(shown)[1], offset + local)
             optimizer.step(closure)  # one iteration = one cost evaluation (no line search)
         else:
             optimizer.zero_grad(set_to_none=True)
@@ -327,8 +331,8 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
                 yield stage.frame(image, terms, offset + local)
             total.backward()
             optimizer.step()
-        with torch.no_grad():
-            image.copy_(stage.project(image))
+            with torch.no_grad():
+                image.copy_(stage.project(image))
 
 
 def _make_optimizer(cfg: StyleConfig, image: torch.Tensor) -> torch.optim.Optimizer:
