@@ -101,30 +101,9 @@ def stylize(
         A stream of (result image, (before, after) pair, loss table, status text, download file or None); the last
         item is the final result.
     """
-    settings = (
-        size,
-        steps,
-        style_strength,
-        learning_rate,
-        preview_every,
-        seed,
-        content_weight,
-        style_weight,
-        tv_weight,
-        init,
-    )
-    features = {
-        "style_1_blend": style_1_blend,
-        "style_2_blend": style_2_blend,
-        "style_3_blend": style_3_blend,
-        "preserve_colors": preserve_colors,
-        "style_scale": style_scale,
-        "scales": scales,
-        "optimizer": optimizer,
-        "pooling": pooling,
-        "precision": precision,
-        "output_format": output_format,
-    }
+    args = locals()  # the parameters, by name: the same names as space.SETTINGS and space.FEATURES
+    settings = tuple(args[name] for name in space.SETTINGS)
+    features = {name: args[name] for name in space.FEATURES}
     # In the main process: bad input costs no GPU time.
     request = space.check_request(
         content,
