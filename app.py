@@ -160,6 +160,18 @@ def apply_preset(name: str) -> list:
     return [values[f] for f in PRESET_FIELDS]
 
 
+def _gallery(paths: list[Path], label: str, columns: int, elem_id: str) -> gr.Gallery:
+    """A gallery of example images; selecting one fills an input (see _pick)."""
+    return gr.Gallery(
+        value=[(str(p), p.stem) for p in paths],
+        label=label,
+        columns=columns,
+        height=150,
+        allow_preview=False,
+        elem_id=elem_id,
+    )
+
+
 def _pick(paths: list[Path]):
     def pick(evt: gr.SelectData) -> str:
         return str(paths[evt.index])
@@ -183,26 +195,12 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
                 elem_id="content",
                 height=300,
             )
-            content_gallery = gr.Gallery(
-                value=[(str(p), p.stem) for p in CONTENT_EXAMPLES],
-                label="Example photos",
-                columns=4,
-                height=150,
-                allow_preview=False,
-                elem_id="content-gallery",
-            )
+            content_gallery = _gallery(CONTENT_EXAMPLES, "Example photos", 4, "content-gallery")
         with gr.Column():
             style_in = gr.Image(
                 type="filepath", label="Style image", sources=["upload", "clipboard"], elem_id="style", height=300
             )
-            style_gallery = gr.Gallery(
-                value=[(str(p), p.stem) for p in STYLE_EXAMPLES],
-                label="Example styles",
-                columns=5,
-                height=150,
-                allow_preview=False,
-                elem_id="style-gallery",
-            )
+            style_gallery = _gallery(STYLE_EXAMPLES, "Example styles", 5, "style-gallery")
         with gr.Column():
             result = gr.Image(
                 type="pil",
