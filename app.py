@@ -172,6 +172,11 @@ def _gallery(paths: list[Path], label: str, columns: int, elem_id: str) -> gr.Ga
     )
 
 
+def _optional_style(label: str, height: int, elem_id: str) -> gr.Image:
+    """An optional extra style image input (second/third style, background style)."""
+    return gr.Image(type="filepath", label=label, sources=["upload", "clipboard"], height=height, elem_id=elem_id)
+
+
 def _pick(paths: list[Path]):
     def pick(evt: gr.SelectData) -> str:
         return str(paths[evt.index])
@@ -260,21 +265,9 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
             )
         with gr.Row():
             style_1_blend = gr.Slider(0, 10, value=1, step=0.1, label="Blend weight of the style image")
-            style_2 = gr.Image(
-                type="filepath",
-                label="Second style (optional)",
-                sources=["upload", "clipboard"],
-                height=160,
-                elem_id="style2",
-            )
+            style_2 = _optional_style("Second style (optional)", 160, "style2")
             style_2_blend = gr.Slider(0, 10, value=1, step=0.1, label="Blend weight of the second style")
-            style_3 = gr.Image(
-                type="filepath",
-                label="Third style (optional)",
-                sources=["upload", "clipboard"],
-                height=160,
-                elem_id="style3",
-            )
+            style_3 = _optional_style("Third style (optional)", 160, "style3")
             style_3_blend = gr.Slider(0, 10, value=1, step=0.1, label="Blend weight of the third style")
         with gr.Row():
             mask = gr.ImageEditor(
@@ -286,13 +279,7 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
                 height=360,
                 elem_id="mask",
             )
-            background_style = gr.Image(
-                type="filepath",
-                label="Style for the unpainted region (optional)",
-                sources=["upload", "clipboard"],
-                height=360,
-                elem_id="background-style",
-            )
+            background_style = _optional_style("Style for the unpainted region (optional)", 360, "background-style")
     with gr.Row():
         compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
         losses = gr.LinePlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses", height=360)

@@ -87,7 +87,7 @@ def load_inputs(
 def prepare_images(content: ImageSource, style: ImageSource, cfg: StyleConfig) -> tuple[Image.Image, Image.Image]:
     """Load both inputs as RGB at the run's size (content: longest side ``cfg.size``; style: × ``style_scale``)."""
     content_img = resize_longest(load_image(content, name="content image"), cfg.size)
-    style_img = resize_longest(load_image(style, name="style image"), _style_side(cfg.size, cfg))
+    style_img = resize_longest(load_image(style, name="style image"), style_side(cfg.size, cfg))
     check_min_side(content_img, "content image")
     check_min_side(style_img, "style image")
     return content_img, style_img
@@ -97,7 +97,7 @@ def _check_sides(inputs: Inputs, cfg: StyleConfig, size: int) -> None:
     check_min_side(resize_longest(inputs.content, size), "content image")
     for i, style in enumerate([*inputs.styles, *inputs.background_styles]):
         name = _style_name(i, len(inputs.styles)) if i < len(inputs.styles) else "background style image"
-        check_min_side(resize_longest(style, _style_side(size, cfg)), name)
+        check_min_side(resize_longest(style, style_side(size, cfg)), name)
 
 
 def _as_list(style: StyleSource) -> list[ImageSource]:
@@ -108,7 +108,8 @@ def _style_name(index: int, count: int) -> str:
     return "style image" if count == 1 else f"style image {index + 1}"
 
 
-def _style_side(size: int, cfg: StyleConfig) -> int:
+def style_side(size: int, cfg: StyleConfig) -> int:
+    """Longest side of the style image(s) for an output of ``size`` px (``style_scale`` × size)."""
     return max(16, round(size * cfg.style_scale))
 
 
@@ -158,9 +159,17 @@ class Objective:
         return grams
 
     def _layer_masks(self, mask: torch.Tensor, content: torch.Tensor) -> list[torch.Tensor]:
-        """The mask at each style layer's resolution (area-averaged, so soft edges stay soft)."""
-        acts = self.features(content, self.style_layers)
-        return [F.adaptive_avg_pool2d(mask, acts[name].shape[-2:]) for name in self.style_layers]
+        """The mask at each style layer's resolution (area-averaged, so soft edges stay soft).
+
+        A layer of block b sees the image after b - 1 poolings of 2 (each rounding down): no forward pass needed.
+        """
+        masks = []
+        for name in self.style_layers:
+            height, width = content.shape[-2:]
+            for _ in range(int(name[5]) - 1):  # "block4_conv1" -> 3 poolings
+                height, width = height // 2, width // 2
+            masks.append(F.adaptive_avg_pool2d(mask, (height, width)))
+        return masks
 
     def features(self, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """The network's activations, under bf16 autocast when enabled."""
@@ -250,7 +259,7 @@ class _Stage:
             return pil_to_tensor(resize_longest(img, side), device).contiguous(memory_format=self.layout)
 
         self.content = tensor(inputs.content, size)
-        side = _style_side(size, cfg)
+        side = style_side(size, cfg)
         styles = [tensor(s, side) for s in inputs.styles]
         background = [tensor(s, side) for s in inputs.background_styles]
         if cfg.preserve_colors == "histogram":
@@ -274,13 +283,20 @@ class _Stage:
         return self.project(image).contiguous(memory_format=self.layout).requires_grad_(True)
 
     def project(self, image: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1], and the photo itself outside the mask."""
+        """Pixels in [0, 1], and the photo itself outside the mask (a new tensor: L-BFGS differentiates it)."""
         image = image.clamp(0.0, 1.0)
-        return image if self.keep is None else image * (1 - self.keep) + self.content * self.keep
+        return image if self.keep is None else image.lerp(self.content, self.keep)
+
+    def project_(self, image: torch.Tensor) -> None:
+        """:meth:`project` in place, allocating nothing (after every Adam step)."""
+        image.clamp_(0.0, 1.0)
+        if self.keep is not None:
+            image.lerp_(self.content, self.keep)
 
     def frame(self, image: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> Frame:
         """A frame of ``image`` (the only host copy); refuses NaN/inf costs."""
-        values = {k: float(v.detach()) for k, v in terms.items()}
+        # One host copy for all the costs (one sync per preview, none between previews).
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=True))
         if not all(math.isfinite(v) for v in values.values()):
             raise NonFiniteLossError(
                 f"The optimisation diverged at step {step} (the cost became NaN or infinite). "
@@ -332,7 +348,7 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
             total.backward()
             optimizer.step()
             with torch.no_grad():
-                image.copy_(stage.project(image))
+                stage.project_(image)
 
 
 def _make_optimizer(cfg: StyleConfig, image: torch.Tensor) -> torch.optim.Optimizer:

@@ -32,7 +32,7 @@ from .config import (
     StyleConfig,
     strength_multiplier,
 )
-from .engine import Frame, NonFiniteLossError, prepare_images, stylize
+from .engine import Frame, NonFiniteLossError, prepare_images, style_side, stylize
 from .images import ImageError, check_min_side, load_image, resize_longest
 from .limits import DELETE_CACHE, GPU_DURATION_MAX_S, GPU_DURATION_MIN_S, MAX_PREVIEWS, MAX_UPLOAD_BYTES
 from .limits import MAX_UPLOAD as MAX_UPLOAD  # re-exported: tests/conftest.py launches with it
@@ -181,7 +181,7 @@ def check_request(
 
 
 def _style_image(source: object, cfg: StyleConfig, name: str) -> Image.Image:
-    img = resize_longest(load_image(source, name=name), max(16, round(cfg.size * cfg.style_scale)))
+    img = resize_longest(load_image(source, name=name), style_side(cfg.size, cfg))
     check_min_side(img, name)
     return img
 

@@ -168,3 +168,12 @@ def test_presets():
     assert StyleConfig(**preset("high-res")).validate().scale_sizes()[-1][0] == 1024
     with pytest.raises(ConfigError, match="preset: 'wild' is not one of subtle, balanced, bold, high-res"):
         preset("wild")
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (37, 53), (17, 90)])
+def test_layer_masks_match_the_activation_sizes(model, shape):
+    cfg = StyleConfig(size=64).validate()
+    content = torch.rand(1, 3, *shape)
+    objective = Objective(model, content, [content], cfg, mask=torch.ones(1, 1, *shape))
+    acts = model(content, cfg.style_layers)
+    assert [m.shape[-2:] for m in objective.masks] == [acts[name].shape[-2:] for name in cfg.style_layers]
