@@ -3,17 +3,21 @@
 Measured reasons (README, Performance; ../shared/docs/performance.md):
 * bf16 autocast of the VGG forward/backward is ~1.9x faster per step on this AVX-512-BF16 CPU and uses the tensor
   cores on a GPU; the Gram matrices and costs stay fp32 (an fp16 Gram overflows, bf16 loses the small residuals).
-* On CUDA: cuDNN autotuning, TF32 for convs/matmuls outside autocast, channels_last, fused Adam (no host syncs).
+* On CUDA: no cuDNN autotuning (memory spikes), TF32 for convs/matmuls outside autocast, channels_last,
+  fused Adam (no host syncs).
 * L-BFGS keeps fp32: its curvature pairs are unreliable in 16-bit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 
 from .config import StyleConfig
+
+log = logging.getLogger(__name__)
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -31,7 +35,11 @@ def bf16_supported(device: torch.device) -> bool:
 def use_bf16(cfg: StyleConfig, device: torch.device) -> bool:
     """Resolve ``cfg.precision`` for ``device`` ("auto": bf16 when native and the optimiser is Adam)."""
     if cfg.precision == "bf16":
-        return device.type in ("cpu", "cuda")
+        if bf16_supported(device):
+            return True
+        # Emulated bf16 (a CPU without AVX-512-BF16/AMX) ran 10-20x slower per step than fp32: never worth it.
+        log.warning("precision 'bf16' asked for, but %s has no native bf16: running in fp32", device.type)
+        return False
     if cfg.precision == "fp32":
         return False
     return cfg.optimizer == "adam" and bf16_supported(device)
@@ -52,7 +60,9 @@ def memory_format(device: torch.device) -> torch.memory_format:
 def configure_backends(device: torch.device) -> None:
     """Process-wide flags that only make things faster for this workload."""
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes for hundreds of steps: autotune once
+        # No autotuning: on an H100 it tried workspace-hungry algorithms (peaks of 33-65 GB instead of 0.6-2 GB)
+        # and re-tuned at every new shape (each scale), which made whole runs slower, not faster.
+        torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 

@@ -222,8 +222,7 @@ def stylize(
         )
     if model is None:
         model = load_model(cfg.weights, resolve_device(cfg.device), cfg.pooling)
-    accel.configure_backends(model.device())
-    model.to(memory_format=accel.memory_format(model.device()))
+    accel.configure_backends(model.device())  # constant, process-wide values: the same for every request
     schedule = cfg.scale_sizes()
     _check_sides(inputs, cfg, schedule[0][0])  # the smallest scale must still fit through VGG's four poolings
     image: torch.Tensor | None = None
@@ -238,8 +237,7 @@ def stylize(
                 yield frame  # a consumer that closes us here stops the run: no further step
             done_steps += steps
             image = stage.project(image.detach())
-        with torch.no_grad():
-            yield stage.frame(image, stage.objective(image)[1], cfg.steps)
+        yield stage.evaluate_frame(image, cfg.steps)
     except NonFiniteLossError as exc:
         exc.last_frame = last
         raise
@@ -293,6 +291,11 @@ class _Stage:
         if self.keep is not None:
             image.lerp_(self.content, self.keep)
 
+    def evaluate_frame(self, image: torch.Tensor, step: int) -> Frame:
+        """A frame of ``image`` with its costs evaluated now, without gradients (returns; never yields)."""
+        with torch.no_grad():
+            return self.frame(image, self.objective(image)[1], step)
+
     def frame(self, image: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> Frame:
         """A frame of ``image`` (the only host copy); refuses NaN/inf costs."""
         # One host copy for all the costs (one sync per preview, none between previews).
@@ -318,37 +321,61 @@ class _Stage:
 
 
 def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> Iterator[Frame]:
-    """``steps`` optimiser steps on ``image`` (in place), yielding a frame every ``preview_every`` steps."""
-    cfg, objective = stage.cfg, stage.objective
+    """``steps`` optimiser steps on ``image`` (in place), yielding a frame every ``preview_every`` steps.
+
+    Grad mode is thread-local and a consumer may resume this generator on another thread (Gradio does), so no
+    mode is held across a ``yield``: each step turns gradients on for itself (:func:`_adam_step`,
+    :func:`_lbfgs_step`), each preview turns them off for itself (:meth:`_Stage.evaluate_frame`).
+    """
+    cfg = stage.cfg
     optimizer = _make_optimizer(cfg, image)
-
     lbfgs = isinstance(optimizer, torch.optim.LBFGS)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        # L-BFGS sees J(project(x)): clamping x in place after its step would break its curvature pairs.
-        total, _ = objective(stage.project(image))
-        total.backward()
-        image.grad = image.grad.contiguous()  # L-BFGS flattens it with .view(-1)
-        return total
-
     for local in range(steps):
         preview = local % cfg.preview_every == 0
         if lbfgs:
             if preview:
-                with torch.no_grad():
-                    shown = stage.project(image)
-                    yield stage.frame(shown, objective(shown)[1], offset + local)
-            optimizer.step(closure)  # one iteration = one cost evaluation (no line search)
+                yield stage.evaluate_frame(stage.project(image.detach()), offset + local)
+            _lbfgs_step(stage, optimizer, image)
         else:
-            optimizer.zero_grad(set_to_none=True)
-            total, terms = objective(image)
-            if preview:
-                yield stage.frame(image, terms, offset + local)
-            total.backward()
-            optimizer.step()
-            with torch.no_grad():
-                stage.project_(image)
+            frame = _adam_step(stage, optimizer, image, offset + local if preview else None)
+            if frame is not None:
+                yield frame
+
+
+def _adam_step(
+    stage: _Stage, optimizer: torch.optim.Optimizer, image: torch.Tensor, preview_step: int | None
+) -> Frame | None:
+    """One Adam step on ``image`` in place, gradients on for the step alone.
+
+    With ``preview_step`` the frame of the image *before* the step is returned (its costs come from this step's
+    forward pass, so a preview costs no extra pass); otherwise None.
+    """
+    frame = None
+    with torch.enable_grad():
+        optimizer.zero_grad(set_to_none=True)
+        total, terms = stage.objective(image)
+        if preview_step is not None:
+            frame = stage.frame(image, terms, preview_step)
+        total.backward()
+    optimizer.step()
+    with torch.no_grad():
+        stage.project_(image)
+    return frame
+
+
+def _lbfgs_step(stage: _Stage, optimizer: torch.optim.LBFGS, image: torch.Tensor) -> None:
+    """One L-BFGS iteration (one cost evaluation, no line search) on the unconstrained pixels."""
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        # L-BFGS sees J(project(x)): clamping x in place after its step would break its curvature pairs.
+        total, _ = stage.objective(stage.project(image))
+        total.backward()
+        image.grad = image.grad.contiguous()  # L-BFGS flattens it with .view(-1)
+        return total
+
+    with torch.enable_grad():
+        optimizer.step(closure)
 
 
 def _make_optimizer(cfg: StyleConfig, image: torch.Tensor) -> torch.optim.Optimizer:

@@ -8,6 +8,7 @@ import threading
 import torch
 from torch import nn
 
+from . import accel
 from .layers import LAYER_NAMES, VGG19_BLOCKS
 from .weights import Preprocessing, load_conv_params
 
@@ -83,7 +84,8 @@ _lock = threading.Lock()
 @functools.lru_cache(maxsize=4)
 def _cached(weights: str, device: str, pooling: str) -> VGGFeatures:
     params, prep = load_conv_params(weights)
-    return VGGFeatures(params, prep, pooling).to(device)
+    # The layout is chosen once here: the model is shared by concurrent requests and must not change under them.
+    return VGGFeatures(params, prep, pooling).to(device).to(memory_format=accel.memory_format(torch.device(device)))
 
 
 def load_model(weights: str = "caffe", device: str | torch.device = "cpu", pooling: str = "max") -> VGGFeatures:
