@@ -49,7 +49,8 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     """bf16 autocast on ``device`` when ``enabled``, else a no-op context."""
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    # No cast cache: it is not allowed while a CUDA graph is captured, and the frozen weights never use it anyway.
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -67,6 +68,9 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def adam_kwargs(device: torch.device) -> dict:
-    """Extra Adam arguments: the fused (single-kernel, sync-free) implementation on CUDA."""
-    return {"fused": True} if device.type == "cuda" else {}
+def adam_kwargs(device: torch.device, capturable: bool = False) -> dict:
+    """Extra Adam arguments: the fused (single-kernel, sync-free) implementation on CUDA; ``capturable`` keeps its
+    step count on the GPU so that the step can be captured in a CUDA graph."""
+    if device.type != "cuda":
+        return {}
+    return {"fused": True, "capturable": True} if capturable else {"fused": True}

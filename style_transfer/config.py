@@ -19,6 +19,9 @@ INIT_CHOICES = ("content", "noise", "gray", "style-mean")
 MIN_SIZE = 32
 MAX_SIZE = 2048
 MAX_STEPS = 5000
+# Automatic coarse-to-fine (scales=0) starts at about this size: 1024 px runs at 512 then 1024, 2048 px at 512,
+# 1024, 2048; up to ~720 px is one scale (smaller starts lost the photo's layout on the quality harness).
+AUTO_SCALE_START = 512
 
 
 # The UI's single "style strength" knob: it multiplies style_weight by 10 ** ((strength - 5) / 2.5), so 5 keeps
@@ -66,8 +69,13 @@ class StyleConfig:
     # within 300 Adam steps (README, "Defaults").
     content_weight: float = _field(1e4, "alpha: weight of the content cost J_content.", min=0.0, max=1e8)
     style_weight: float = _field(1.0, "beta: weight of the style cost J_style.", min=0.0, max=1e6)
+    # On by default: without it Adam leaves coloured pixel-level speckle (noise figure 1.2 vs 0.1-0.3 with it on
+    # the quality harness, README "Defaults and how they were chosen"). Size-independent (losses.tv_cost).
     tv_weight: float = _field(
-        0.0, "Weight of the total-variation (smoothness) term; 0 turns it off.", min=0.0, max=1e6, advanced=True
+        5e9,
+        "Weight of the total-variation (smoothness) term: removes pixel-level speckle; 0 turns it off.",
+        min=0.0,
+        max=1e12,
     )
     content_layer: str = _field(DEFAULT_CONTENT_LAYER, "VGG-19 layer whose activations define content.", advanced=True)
     style_layers: tuple[str, ...] = _field(
@@ -107,9 +115,9 @@ class StyleConfig:
         10, "L-BFGS memory (pairs kept); bounded so memory stays small.", min=2, max=100, advanced=True
     )
     scales: int = _field(
-        1,
+        0,
         "Coarse-to-fine: number of sizes, each twice the last, ending at the output size; the steps are shared "
-        "between them. 1 = single size, 0 = automatic (smallest size about 256 px).",
+        "between them (the last gets half). 1 = single size, 0 = automatic (from about 512 px up).",
         min=0,
         max=4,
     )
@@ -127,6 +135,13 @@ class StyleConfig:
         "Network arithmetic: fp32, or bf16 autocast (Gram and costs stay fp32); auto = bf16 where the hardware "
         "has it (CUDA, AVX-512-BF16/AMX CPUs) with Adam, else fp32.",
         choices=("auto", "fp32", "bf16"),
+        advanced=True,
+    )
+    cuda_graphs: str = _field(
+        "off",
+        "On a CUDA GPU, capture each Adam step in a CUDA graph (one launch instead of hundreds per step); falls "
+        "back to eager steps when capture fails. Off until checked on a GPU with python -m bench.gpu.",
+        choices=("off", "on"),
         advanced=True,
     )
     weights: str = _field(
@@ -183,16 +198,19 @@ class StyleConfig:
     def scale_sizes(self) -> list[tuple[int, int]]:
         """The coarse-to-fine schedule: ``(size, steps)`` per scale, ending at ``(self.size, …)``.
 
-        Sizes double from scale to scale; steps are shared equally (earlier scales take any remainder, as
-        their steps are the cheapest).
+        Sizes double from scale to scale. Automatic (``scales=0``) starts at about ``AUTO_SCALE_START`` px: below
+        that the content layer (block5, 1/16 of the size) is too coarse to hold the photo's layout, and a run of at
+        most that size is one scale. The last scale gets half the steps, so it has time to repair the blur of the
+        upscaled picture with strokes of its own; the earlier scales share the rest equally.
         """
-        count = self.scales or 1 + max(0, int(math.log2(max(self.size, 1) / 256 + 1e-9)))
+        count = self.scales or 1 + max(0, int(math.log2(max(self.size, 1) / AUTO_SCALE_START + 1e-9)))
         count = max(1, min(count, 4, self.steps))
         while count > 1 and self.size / 2 ** (count - 1) < MIN_SIZE:
             count -= 1
         sizes = [max(MIN_SIZE, round(self.size / 2 ** (count - 1 - i))) for i in range(count)]
-        base, extra = divmod(self.steps, count)
-        return [(size, base + (1 if i < extra else 0)) for i, size in enumerate(sizes)]
+        last = self.steps if count == 1 else (self.steps + 1) // 2
+        base, extra = divmod(self.steps - last, max(1, count - 1))
+        return [(size, base + (1 if i < extra else 0)) for i, size in enumerate(sizes[:-1])] + [(sizes[-1], last)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the settings (tuples as lists), e.g. for metadata or JSON."""
@@ -207,6 +225,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {},
     "bold": {"style_weight": 10.0, "steps": 400, "style_scale": 0.75},
     "high-res": {"size": 1024, "steps": 400, "scales": 0, "optimizer": "lbfgs"},
+    # The seed project exactly (its Streamlit app: TensorFlow's Adam with beta1 0.99 and epsilon 0.1, fp32, 10
+    # epochs of 100 steps at 512 px, alpha 1e4, beta 1e-2, no smoothing, one scale), for comparison.
+    "seed": {
+        "size": 512,
+        "steps": 1000,
+        "learning_rate": 0.02,
+        "beta1": 0.99,
+        "beta2": 0.999,
+        "eps": 0.1,
+        "content_weight": 1e4,
+        "style_weight": 1e-2,
+        "tv_weight": 0.0,
+        "scales": 1,
+        "init": "content",
+        "pooling": "max",
+        "optimizer": "adam",
+        "precision": "fp32",
+        "style_scale": 1.0,
+    },
 }
 
 

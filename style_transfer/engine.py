@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import accel, colour, losses
+from . import accel, colour, graphs, losses
 from .config import StyleConfig
 from .images import ImageSource, check_min_side, load_image, pil_to_tensor, resize_longest, tensor_to_pil
 from .model import VGGFeatures, load_model, resolve_device
@@ -87,7 +87,8 @@ def load_inputs(
 def prepare_images(content: ImageSource, style: ImageSource, cfg: StyleConfig) -> tuple[Image.Image, Image.Image]:
     """Load both inputs as RGB at the run's size (content: longest side ``cfg.size``; style: × ``style_scale``)."""
     content_img = resize_longest(load_image(content, name="content image"), cfg.size)
-    style_img = resize_longest(load_image(style, name="style image"), style_side(cfg.size, cfg))
+    style_img = load_image(style, name="style image")
+    style_img = resize_longest(style_img, style_side(cfg.size, cfg, max(style_img.size)))
     check_min_side(content_img, "content image")
     check_min_side(style_img, "style image")
     return content_img, style_img
@@ -97,7 +98,7 @@ def _check_sides(inputs: Inputs, cfg: StyleConfig, size: int) -> None:
     check_min_side(resize_longest(inputs.content, size), "content image")
     for i, style in enumerate([*inputs.styles, *inputs.background_styles]):
         name = _style_name(i, len(inputs.styles)) if i < len(inputs.styles) else "background style image"
-        check_min_side(resize_longest(style, style_side(size, cfg)), name)
+        check_min_side(resize_longest(style, style_side(size, cfg, max(style.size))), name)
 
 
 def _as_list(style: StyleSource) -> list[ImageSource]:
@@ -108,9 +109,15 @@ def _style_name(index: int, count: int) -> str:
     return "style image" if count == 1 else f"style image {index + 1}"
 
 
-def style_side(size: int, cfg: StyleConfig) -> int:
-    """Longest side of the style image(s) for an output of ``size`` px (``style_scale`` × size)."""
-    return max(16, round(size * cfg.style_scale))
+def style_side(size: int, cfg: StyleConfig, own: int | None = None) -> int:
+    """Longest side of a style image for an output of ``size`` px: ``style_scale`` × the output size.
+
+    With ``own`` (the style image's own longest side) the base is never above it: a 500 px painting is measured
+    at 500 px for a 2048 px output instead of being blown up 4x into blurred blocks (an explicit ``style_scale``
+    above 1 still enlarges it, as asked).
+    """
+    base = size if own is None else min(size, own)
+    return max(16, round(base * cfg.style_scale))
 
 
 class Objective:
@@ -257,9 +264,8 @@ class _Stage:
             return pil_to_tensor(resize_longest(img, side), device).contiguous(memory_format=self.layout)
 
         self.content = tensor(inputs.content, size)
-        side = style_side(size, cfg)
-        styles = [tensor(s, side) for s in inputs.styles]
-        background = [tensor(s, side) for s in inputs.background_styles]
+        styles = [tensor(s, style_side(size, cfg, max(s.size))) for s in inputs.styles]
+        background = [tensor(s, style_side(size, cfg, max(s.size))) for s in inputs.background_styles]
         if cfg.preserve_colors == "histogram":
             styles = [colour.match_colour_statistics(s, self.content) for s in styles]
             background = [colour.match_colour_statistics(s, self.content) for s in background]
@@ -328,14 +334,20 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
     :func:`_lbfgs_step`), each preview turns them off for itself (:meth:`_Stage.evaluate_frame`).
     """
     cfg = stage.cfg
-    optimizer = _make_optimizer(cfg, image)
+    graphed = graphs.wanted(cfg.cuda_graphs, cfg.optimizer, image.device)
+    optimizer = _make_optimizer(cfg, image, capturable=graphed)
     lbfgs = isinstance(optimizer, torch.optim.LBFGS)
+    runner = graphs.capture(image, optimizer, stage.objective, stage.project_) if graphed else None
     for local in range(steps):
         preview = local % cfg.preview_every == 0
         if lbfgs:
             if preview:
                 yield stage.evaluate_frame(stage.project(image.detach()), offset + local)
             _lbfgs_step(stage, optimizer, image)
+        elif runner is not None:
+            runner.step()
+            if preview:  # the graph's buffers hold the pre-step image and its costs, as in the eager step
+                yield stage.frame(runner.shown, runner.terms, offset + local)
         else:
             frame = _adam_step(stage, optimizer, image, offset + local if preview else None)
             if frame is not None:
@@ -378,14 +390,18 @@ def _lbfgs_step(stage: _Stage, optimizer: torch.optim.LBFGS, image: torch.Tensor
         optimizer.step(closure)
 
 
-def _make_optimizer(cfg: StyleConfig, image: torch.Tensor) -> torch.optim.Optimizer:
+def _make_optimizer(cfg: StyleConfig, image: torch.Tensor, capturable: bool = False) -> torch.optim.Optimizer:
     if cfg.optimizer == "lbfgs":
         # Bounded history keeps memory at 2 * history * pixels floats; tolerances 0 so it never stops early.
         return torch.optim.LBFGS(
             [image], lr=1.0, max_iter=1, history_size=cfg.lbfgs_history, tolerance_grad=0.0, tolerance_change=0.0
         )
     return torch.optim.Adam(
-        [image], lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **accel.adam_kwargs(image.device)
+        [image],
+        lr=cfg.learning_rate,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        **accel.adam_kwargs(image.device, capturable),
     )
 
 

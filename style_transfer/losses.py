@@ -74,13 +74,16 @@ def style_cost(
 
 
 def tv_cost(image: torch.Tensor) -> torch.Tensor:
-    """Total variation: sum of squared differences between neighbouring pixels (smooths high-frequency noise).
+    """Total variation: squared differences between neighbouring pixels (in [0, 1]), summed over the channels and
+    both directions, averaged over the ``H·W`` positions. It smooths Adam's pixel-level speckle.
 
-    A sum (not a mean), so its pull on each pixel does not depend on the image size.
+    Averaged like eq. 1 and eq. 2 (whose per-pixel gradients also shrink as ``1/(H·W)``), so one weight keeps the
+    same balance at every output size and every scale of a coarse-to-fine run.
     """
+    _, _, height, width = image.shape
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
-    return dx.float().pow(2).sum() + dy.float().pow(2).sum()
+    return (dx.float().pow(2).sum() + dy.float().pow(2).sum()) / float(height * width)
 
 
 def total_cost(

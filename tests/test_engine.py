@@ -29,11 +29,15 @@ def test_run_streams_lowers_cost_and_carries_style(content_path, style_path, mod
 
 
 def test_frame_losses_match_the_seed_equations(content_path, style_path, model):
-    cfg = StyleConfig(size=64, steps=1, content_weight=3.0, style_weight=0.5)
+    cfg = StyleConfig(size=64, steps=1, content_weight=3.0, style_weight=0.5, tv_weight=0.0)
     frame = next(stylize(content_path, style_path, cfg, model=model))
     terms = frame.losses
     assert terms["content"] < 1e-6  # the first frame is the content image itself (up to float rounding)
     assert terms["total"] == pytest.approx(3.0 * terms["content"] + 0.5 * terms["style"], rel=1e-6)
+    # The default smoothing term is an add-on: J = αJc + βJs + tv_weight·J_tv.
+    terms = next(stylize(content_path, style_path, cfg.replace(tv_weight=1e4), model=model)).losses
+    assert terms["tv"] > 0
+    assert terms["total"] == pytest.approx(3.0 * terms["content"] + 0.5 * terms["style"] + 1e4 * terms["tv"], rel=1e-5)
 
 
 def test_closing_after_first_frame_stops_the_work(content_path, style_path, model):

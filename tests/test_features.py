@@ -108,10 +108,23 @@ def test_coarse_to_fine_streams_increasing_sizes_and_ends_at_the_requested_size(
     frames = list(stylize(content_path, style_path, model=model, size=128, steps=9, scales=3, preview_every=100))
     assert [max(f.image.size) for f in frames] == [32, 64, 128, 128]
     assert [f.scale for f in frames] == [0, 1, 2, 2] and all(f.num_scales == 3 for f in frames)
-    assert [f.step for f in frames] == [0, 3, 6, 9] and frames[-1].image.size == (128, 96)
+    assert [f.step for f in frames] == [0, 2, 4, 9] and frames[-1].image.size == (128, 96)
     # too small for three scales of at least 32 px: two are used
-    assert StyleConfig(size=64, scales=3, steps=9).validate().scale_sizes() == [(32, 5), (64, 4)]
-    assert StyleConfig(size=1024, scales=0).validate().scale_sizes() == [(256, 100), (512, 100), (1024, 100)]
+    # The last scale gets half the steps (it repairs the upscaling blur); the earlier ones share the rest.
+    assert StyleConfig(size=64, scales=3, steps=9).validate().scale_sizes() == [(32, 4), (64, 5)]
+    assert StyleConfig(size=1024, scales=0, steps=300).validate().scale_sizes() == [(512, 150), (1024, 150)]
+    assert StyleConfig(size=2048, scales=0, steps=300).validate().scale_sizes() == [
+        (512, 75),
+        (1024, 75),
+        (2048, 150),
+    ]
+    assert StyleConfig(size=512, scales=0, steps=300).validate().scale_sizes() == [(512, 300)]
+    assert StyleConfig(size=512, scales=4, steps=301).validate().scale_sizes() == [
+        (64, 50),
+        (128, 50),
+        (256, 50),
+        (512, 151),
+    ]
 
 
 def test_mask_of_zeros_keeps_the_photo_and_a_full_mask_stylises(content_path, style_path, model):
@@ -162,11 +175,17 @@ def test_output_formats_embed_the_settings(fmt, tmp_path):
 
 
 def test_presets():
-    assert set(PRESETS) == {"subtle", "balanced", "bold", "high-res"}
+    assert set(PRESETS) == {"subtle", "balanced", "bold", "high-res", "seed"}
     for name in PRESETS:
         StyleConfig(**preset(name)).validate()
     assert StyleConfig(**preset("high-res")).validate().scale_sizes()[-1][0] == 1024
-    with pytest.raises(ConfigError, match="preset: 'wild' is not one of subtle, balanced, bold, high-res"):
+    # The seed preset is the seed's run, whatever the defaults become: one scale, no TV, its Adam and weights.
+    seed = StyleConfig(**preset("seed")).validate()
+    assert seed.scale_sizes() == [(512, 1000)]
+    assert (seed.learning_rate, seed.beta1, seed.eps) == (0.02, 0.99, 0.1)
+    assert (seed.content_weight, seed.style_weight, seed.tv_weight) == (1e4, 1e-2, 0.0)
+    assert (seed.content_layer, seed.layer_weights) == ("block5_conv2", (0.2,) * 5)
+    with pytest.raises(ConfigError, match="preset: 'wild' is not one of subtle, balanced, bold, high-res, seed"):
         preset("wild")
 
 

@@ -57,10 +57,22 @@ def test_style_cost_weighted_sum_over_layers():
 def test_total_cost_and_tv():
     j = losses.total_cost(torch.tensor(2.0), torch.tensor(3.0), alpha=10, beta=0.5)
     assert j.item() == pytest.approx(21.5)
-    # a vertical edge 0|1 in a 1x1x2x2 image: horizontal diffs (1, 1) -> sum 2; vertical diffs 0
+    # a vertical edge 0|1 in a 1x1x2x2 image: horizontal diffs (1, 1) -> sum 2; vertical diffs 0; 4 positions
     image = torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]])
-    assert losses.tv_cost(image).item() == pytest.approx(2.0)
-    assert losses.total_cost(torch.tensor(1.0), torch.tensor(1.0), 1, 1, losses.tv_cost(image), 2.0).item() == 6.0
+    assert losses.tv_cost(image).item() == pytest.approx(0.5)
+    assert losses.total_cost(torch.tensor(1.0), torch.tensor(1.0), 1, 1, losses.tv_cost(image), 2.0).item() == 3.0
+
+
+def test_tv_is_the_same_for_the_same_texture_at_any_size():
+    """Pixel-level speckle costs the same per position at 64 and 256 px: one tv_weight fits every size/scale."""
+
+    def checker(side: int) -> torch.Tensor:
+        y, x = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+        return ((x + y) % 2).float().expand(1, 3, side, side)
+
+    small, large = losses.tv_cost(checker(64)).item(), losses.tv_cost(checker(256)).item()
+    assert large == pytest.approx(small, rel=0.02)
+    assert losses.tv_cost(torch.zeros(1, 3, 64, 64)).item() == 0.0
 
 
 def test_costs_are_float32_for_low_precision_activations():

