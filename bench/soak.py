@@ -245,7 +245,7 @@ def run_request(client, index: int, inputs: Inputs, timeout: float) -> Outcome:
     try:
         args = arguments(kind, inputs)
         job = client.submit(api_name="/stylize", **args)
-        _wait(job, timeout, first=kind.cancel)
+        _follow(job, timeout, first=kind.cancel)
         outcome.latency = time.perf_counter() - start
         outcome.frames = len(job.outputs())
         if kind.cancel:
@@ -268,10 +268,18 @@ def run_request(client, index: int, inputs: Inputs, timeout: float) -> Outcome:
     return outcome
 
 
-def _wait(job, timeout: float, first: bool) -> None:
-    """Until ``job`` is done (or, with ``first``, has its first preview); TimeoutError past ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not (job.done() or (first and job.outputs())):
+def _follow(job, timeout: float, first: bool) -> None:
+    """Until ``job`` is done (or, with ``first``, has its first preview), fetching each preview image as it comes,
+    as a browser does (those downloads run on the server's worker threads alongside the run); TimeoutError past
+    ``timeout``."""
+    import httpx
+
+    deadline, seen = time.monotonic() + timeout, 0
+    while not (job.done() or (first and seen)):
+        outputs = job.outputs()
+        for output in outputs[seen:]:
+            httpx.get(output[0]["url"], timeout=30).raise_for_status()
+        seen = len(outputs)
         if time.monotonic() > deadline:
             job.cancel()
             raise TimeoutError(f"no answer within {timeout:.0f} s")
