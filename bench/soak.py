@@ -372,12 +372,15 @@ def summary(outcomes: list[Outcome]) -> dict:
 
 # ----------------------------------------------------------------------------------------------------- benchmark
 def _cpu() -> str:
+    """The CPU as lscpu names it (model name, family and model number, hypervisor) and the core count."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration, subprocess.SubprocessError):
-        model = platform.processor() or "unknown"
-    return f"{model}, {os.cpu_count()} cores"
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    keys = ("Model name", "CPU family", "Model", "Hypervisor vendor")
+    named = ", ".join(f"{k.lower()} {fields[k].strip()}" for k in keys if k in fields)
+    return f"{named or platform.processor() or 'unknown CPU'}; {os.cpu_count()} cores"
 
 
 def _report(result: dict) -> str:
@@ -403,15 +406,14 @@ def _report(result: dict) -> str:
             lines.append(f"| {key[8:-2].replace('_', ' ')} | {s[key]['p50']} | {s[key]['p95']} | {s[key]['max']} |")
     lines += [
         "",
-        "| server | RSS MB | fds | Gradio cache files | bytes | app temp files | bytes |",
-        "|---|---|---|---|---|---|---|",
+        "| server | processes | RSS MB | fds | Gradio cache files | bytes | app temp files | bytes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in ("start", "after warm-up", "peak", "end"):
         x = samples[name]
         g, a = x["gradio_cache"], x["app_tmp"]
-        lines.append(
-            f"| {name} | {x['rss_mb']} | {x['fds']} | {g['files']} | {g['bytes']} | {a['files']} | {a['bytes']} |"
-        )
+        cells = (name, x["processes"], x["rss_mb"], x["fds"], g["files"], g["bytes"], a["files"], a["bytes"])
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     failed = [o for o in result["outcomes"] if o["outcome"] == "failed"]
     if failed:
         lines += ["", "Failures (first 20):", ""] + [
@@ -430,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-soak", help="report folder")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     t0 = time.perf_counter()
     server = Server.start(tmp, log=args.out / "server.log")
@@ -456,7 +459,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     result = {
         "command": "python -m bench.soak " + " ".join(sys.argv[1:] if argv is None else argv),
         "cpu": _cpu(),
