@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -32,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .procs import REPO_ROOT, cpu_count, cpuinfo, git
 
 
 # ---------------------------------------------------------------------------------------------------- the server
@@ -66,7 +65,12 @@ class Server:
         env.pop("SPACES_ZERO_GPU", None)
         out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "app.py"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         server = cls(proc, f"http://127.0.0.1:{port}/", tmp)
         deadline = time.monotonic() + timeout
@@ -165,13 +169,18 @@ class Inputs:
     not_image: str
 
 
-def make_inputs(folder: Path) -> Inputs:
-    """Tiny synthetic images (48x36 photo, two 48x48 styles, a half mask) and a text file named ``.png``."""
+def make_inputs(folder: Path, variant: int = 0) -> Inputs:
+    """Tiny synthetic images (48x36 photo, two 48x48 styles, a half mask) and a text file named ``.png``.
+
+    A ``variant`` other than 0 marks a corner of the photo, so that no image of its runs equals another variant's.
+    """
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     ramp = Image.linear_gradient("L")
     photo = Image.merge("RGB", (ramp, Image.radial_gradient("L"), ramp.rotate(90))).resize((48, 36))
+    if variant:
+        photo.paste((37 * variant % 256, 255, 0), (0, 0, 6, 6))
     fractal = Image.effect_mandelbrot((48, 48), (-2, -1.5, 1, 1.5), 50)
     style = Image.merge("RGB", (fractal, Image.effect_noise((48, 48), 80).convert("L"), fractal.rotate(90)))
     stripes = ramp.resize((48, 48)).point(lambda v: 255 * ((v // 24) % 2))
@@ -237,35 +246,50 @@ class Outcome:
     frames: int = 0
 
 
+class Call:
+    """One request: submitted when made, checked by :meth:`finish` (which never raises)."""
+
+    def __init__(self, client, kind: Kind, inputs: Inputs, index: int = 0) -> None:
+        self.kind, self.outcome, self.job, self.error = kind, Outcome(index, kind.name), None, None
+        self.start = time.perf_counter()
+        try:
+            self.args = arguments(kind, inputs)
+            self.job = client.submit(api_name="/stylize", **self.args)
+        except Exception as exc:  # e.g. an upload refused
+            self.error = exc
+
+    def finish(self, timeout: float) -> Outcome:
+        kind, outcome, job = self.kind, self.outcome, self.job
+        try:
+            if self.error:
+                raise self.error
+            _follow(job, timeout, first=kind.cancel)
+            outcome.latency = time.perf_counter() - self.start
+            outcome.frames = len(job.outputs())
+            if kind.cancel:
+                job.cancel()
+                ok = outcome.frames > 0 and str(job.outputs()[0][3]).startswith("step 0/")
+                outcome.outcome, outcome.message = ("cancelled", "") if ok else ("failed", "no first preview")
+                return outcome
+            problem = _check_final(job.result(timeout=timeout), self.args)
+        except Exception as exc:
+            from gradio_client.exceptions import AppError
+            from gradio_client.utils import QueueError
+
+            outcome.latency = outcome.latency or time.perf_counter() - self.start
+            outcome.message = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, (AppError, QueueError)) and kind.error and kind.error in str(exc):
+                outcome.outcome = "clear_error"
+            return outcome
+        outcome.outcome, outcome.message = ("failed", problem) if problem else ("ok", "")
+        if kind.error:
+            outcome.outcome, outcome.message = "failed", f"expected an error with {kind.error!r}, got a result"
+        return outcome
+
+
 def run_request(client, index: int, inputs: Inputs, timeout: float) -> Outcome:
     """Send request ``index`` of the mix and check its answer; never raises."""
-    kind = MIX[index % len(MIX)]
-    outcome = Outcome(index, kind.name)
-    start = time.perf_counter()
-    try:
-        args = arguments(kind, inputs)
-        job = client.submit(api_name="/stylize", **args)
-        _follow(job, timeout, first=kind.cancel)
-        outcome.latency = time.perf_counter() - start
-        outcome.frames = len(job.outputs())
-        if kind.cancel:
-            job.cancel()
-            ok = outcome.frames > 0 and str(job.outputs()[0][3]).startswith("step 0/")
-            outcome.outcome, outcome.message = ("cancelled", "") if ok else ("failed", "no first preview")
-            return outcome
-        problem = _check_final(job.result(timeout=timeout), args)
-    except Exception as exc:
-        from gradio_client.exceptions import AppError
-
-        outcome.latency = outcome.latency or time.perf_counter() - start
-        outcome.message = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, AppError) and kind.error and kind.error in str(exc):
-            outcome.outcome = "clear_error"
-        return outcome
-    outcome.outcome, outcome.message = ("failed", problem) if problem else ("ok", "")
-    if kind.error:
-        outcome.outcome, outcome.message = "failed", f"expected an error with {kind.error!r}, got a result"
-    return outcome
+    return Call(client, MIX[index % len(MIX)], inputs, index).finish(timeout)
 
 
 def _follow(job, timeout: float, first: bool) -> None:
@@ -320,8 +344,10 @@ def run_sequence(url: str, indexes, inputs: Inputs, timeout: float = 120) -> lis
     return [run_request(client, i, inputs, timeout) for i in indexes]
 
 
-def run_clients(url: str, clients: int, indexes, inputs: Inputs, timeout: float = 120) -> list[Outcome]:
-    """Requests ``indexes`` spread over ``clients`` threads, each with its own client, taking the next one free."""
+def run_clients(url: str, clients: int, indexes, inputs: Inputs | list[Inputs], timeout: float = 120) -> list[Outcome]:
+    """Requests ``indexes`` spread over ``clients`` threads, each with its own client, taking the next one free.
+
+    ``inputs``: one set for all, or one per client (see :func:`make_inputs`'s ``variant``)."""
     todo = iter(list(indexes))
     lock = threading.Lock()
     outcomes: list[Outcome] = []
@@ -330,21 +356,58 @@ def run_clients(url: str, clients: int, indexes, inputs: Inputs, timeout: float 
         with lock:
             return next(todo, None)
 
-    def worker() -> None:
+    def worker(k: int) -> None:
         from gradio_client import Client
 
         client = Client(url, verbose=False, download_files=False)
+        mine = inputs[k % len(inputs)] if isinstance(inputs, list) else inputs
         while (i := next_index()) is not None:
-            result = run_request(client, i, inputs, timeout)
+            result = run_request(client, i, mine, timeout)
             with lock:
                 outcomes.append(result)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return sorted(outcomes, key=lambda o: o.index)
+
+
+def overflow(url: str, inputs: Inputs, extra: int, timeout: float = 120) -> list[Outcome]:
+    """The queue past its capacity: long runs hold every worker, the queue's ``max_size`` waiting places fill with
+    good requests, then ``extra`` more must each be refused at once with "Queue is full"; then the long runs are
+    cancelled and the waiting requests must complete. Returns the long runs, the refused and the waiting ones."""
+    from gradio_client import Client
+    from gradio_client.client import Status
+
+    from style_transfer.limits import queue_limits
+
+    limits = queue_limits(on_zerogpu=False)
+
+    def call(kind: Kind, index: int) -> Call:
+        return Call(Client(url, verbose=False, download_files=False), kind, inputs, index)
+
+    long_runs = [call(Kind("long run", {"steps": 5000}, cancel=True), i) for i in range(limits.concurrency)]
+    for c in long_runs:
+        _until(c, (Status.PROCESSING, Status.ITERATING), timeout)
+    waiting = [call(MIX[0], len(long_runs) + i) for i in range(limits.max_size)]
+    for c in waiting:
+        _until(c, (Status.IN_QUEUE,), timeout)
+    first = len(long_runs) + len(waiting)
+    refused = [call(Kind("queue full", error="Queue is full"), first + i).finish(timeout) for i in range(extra)]
+    return [c.finish(timeout) for c in long_runs] + refused + [c.finish(timeout) for c in waiting]
+
+
+def _until(call: Call, codes: tuple, timeout: float) -> None:
+    """Until ``call``'s job has one of the status ``codes``; an error if it ends first or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while call.error is None and call.job.status().code not in codes:
+        if call.job.done() or time.monotonic() > deadline:
+            raise RuntimeError(f"{call.kind.name}: never reached {codes} ({call.finish(1).message})")
+        time.sleep(0.02)
+    if call.error is not None:
+        raise RuntimeError(f"{call.kind.name}: {call.error}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -372,19 +435,16 @@ def summary(outcomes: list[Outcome]) -> dict:
 
 # ----------------------------------------------------------------------------------------------------- benchmark
 def _cpu() -> str:
-    """The CPU as lscpu names it (model name, family and model number, hypervisor) and the core count."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    keys = ("Model name", "CPU family", "Model", "Hypervisor vendor")
-    named = ", ".join(f"{k.lower()} {fields[k].strip()}" for k in keys if k in fields)
-    return f"{named or platform.processor() or 'unknown CPU'}; {os.cpu_count()} cores"
+    """The CPU model, family and model number, whether under a hypervisor, and the cores this process may use."""
+    info = cpuinfo()
+    vm = ", virtual machine" if "hypervisor" in info.get("flags", "").split() else ""
+    family = f"family {info.get('cpu family')}, model {info.get('model')}{vm}"
+    return f"{info.get('model name')} ({family}); {cpu_count()} cores"
 
 
 def _report(result: dict) -> str:
     s, samples = result["summary"], result["samples"]
+    photos = "a photo per client" if result["photo_per_client"] else "one photo for all"
     lines = [
         "# Soak benchmark of the served app",
         "",
@@ -392,7 +452,7 @@ def _report(result: dict) -> str:
         f"{result['cpu']}; commit {result['commit']}; {result['wall_s']:.0f} s in all.",
         "",
         f"Requests: {s['requests']} (mix of {len(MIX)} kinds; first {result['warmup']} from one client, the rest over "
-        f"{result['clients']} concurrent clients)",
+        f"{result['clients']} concurrent clients, {photos})",
         "",
         "| ok | cancelled | clear error | failed |",
         "|---|---|---|---|",
@@ -414,7 +474,17 @@ def _report(result: dict) -> str:
         g, a = x["gradio_cache"], x["app_tmp"]
         cells = (name, x["processes"], x["rss_mb"], x["fds"], g["files"], g["bytes"], a["files"], a["bytes"])
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    failed = [o for o in result["outcomes"] if o["outcome"] == "failed"]
+    if result.get("overflow"):
+        q = result["overflow"]["summary"]
+        lines += [
+            "",
+            f"Queue past its capacity: {q['cancelled']} long runs holding the worker(s) cancelled, {q['clear_error']} "
+            f'extra requests refused with "Queue is full" (max {q["latency_clear_error_s"]["max"]} s), '
+            f"{q['ok']} waiting requests completed, {q['failed']} failed.",
+        ]
+    failed = [
+        o for o in result["outcomes"] + (result["overflow"] or {}).get("outcomes", []) if o["outcome"] == "failed"
+    ]
     if failed:
         lines += ["", "Failures (first 20):", ""] + [
             f"- #{o['index']} {o['kind']}: {o['message'][:200]}" for o in failed[:20]
@@ -429,10 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=len(MIX), help="requests first sent from one client")
     parser.add_argument("--timeout", type=float, default=300, help="deadline of any one request (s)")
     parser.add_argument("--sample-every", type=float, default=10, help="seconds between RSS/fd samples")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-soak", help="report folder")
+    parser.add_argument(
+        "--photo-per-client",
+        action="store_true",
+        help="give each concurrent client its own photo (default: one photo for all, like an example photo)",
+    )
+    parser.add_argument("--overflow", type=int, default=0, help="then fill the queue and send N more (default 0: skip)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results-soak", help="report folder")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = git(["rev-parse", "--short", "HEAD"])
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     t0 = time.perf_counter()
     server = Server.start(tmp, log=args.out / "server.log")
@@ -451,30 +527,36 @@ def main(argv: list[str] | None = None) -> int:
 
         thread = threading.Thread(target=sampler, daemon=True)
         thread.start()
-        outcomes += run_clients(server.url, args.clients, range(warm, args.requests), inputs, args.timeout)
+        photos = (
+            [make_inputs(tmp / f"inputs-{k}", k + 1) for k in range(args.clients)] if args.photo_per_client else inputs
+        )
+        outcomes += run_clients(server.url, args.clients, range(warm, args.requests), photos, args.timeout)
         stop.set()
         thread.join()
         samples["end"] = server.sample()
         samples["peak"] = max([*samples["during"], samples["end"]], key=lambda x: x["rss_mb"])
+        queue = overflow(server.url, inputs, args.overflow, args.timeout) if args.overflow else []
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "command": "python -m bench.soak " + " ".join(sys.argv[1:] if argv is None else argv),
         "cpu": _cpu(),
-        "commit": commit.strip() or "unknown",
+        "commit": commit or "unknown",
         "clients": args.clients,
+        "photo_per_client": args.photo_per_client,
         "warmup": warm,
         "wall_s": time.perf_counter() - t0,
         "summary": summary(outcomes),
         "samples": samples,
         "outcomes": [asdict(o) for o in outcomes],
+        "overflow": {"summary": summary(queue), "outcomes": [asdict(o) for o in queue]} if queue else None,
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
     report = _report(result)
     (args.out / "report.md").write_text(report)
     print(report)
-    return 0 if result["summary"]["failed"] == 0 else 1
+    return 0 if result["summary"]["failed"] == 0 and not (queue and result["overflow"]["summary"]["failed"]) else 1
 
 
 if __name__ == "__main__":
