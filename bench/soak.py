@@ -169,18 +169,13 @@ class Inputs:
     not_image: str
 
 
-def make_inputs(folder: Path, variant: int = 0) -> Inputs:
-    """Tiny synthetic images (48x36 photo, two 48x48 styles, a half mask) and a text file named ``.png``.
-
-    A ``variant`` other than 0 marks a corner of the photo, so that no image of its runs equals another variant's.
-    """
+def make_inputs(folder: Path) -> Inputs:
+    """Tiny synthetic images (48x36 photo, two 48x48 styles, a half mask) and a text file named ``.png``."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     ramp = Image.linear_gradient("L")
     photo = Image.merge("RGB", (ramp, Image.radial_gradient("L"), ramp.rotate(90))).resize((48, 36))
-    if variant:
-        photo.paste((37 * variant % 256, 255, 0), (0, 0, 6, 6))
     fractal = Image.effect_mandelbrot((48, 48), (-2, -1.5, 1, 1.5), 50)
     style = Image.merge("RGB", (fractal, Image.effect_noise((48, 48), 80).convert("L"), fractal.rotate(90)))
     stripes = ramp.resize((48, 48)).point(lambda v: 255 * ((v // 24) % 2))
@@ -244,6 +239,7 @@ class Outcome:
     message: str = ""
     latency: float | None = None  # submit -> final answer (or error, or the first preview for a cancel)
     frames: int = 0
+    cut_short: int = 0  # image downloads cut short and fetched again (see _image)
 
 
 class Call:
@@ -263,7 +259,7 @@ class Call:
         try:
             if self.error:
                 raise self.error
-            _follow(job, timeout, first=kind.cancel)
+            _follow(job, timeout, kind.cancel, outcome)
             outcome.latency = time.perf_counter() - self.start
             outcome.frames = len(job.outputs())
             if kind.cancel:
@@ -271,7 +267,7 @@ class Call:
                 ok = outcome.frames > 0 and str(job.outputs()[0][3]).startswith("step 0/")
                 outcome.outcome, outcome.message = ("cancelled", "") if ok else ("failed", "no first preview")
                 return outcome
-            problem = _check_final(job.result(timeout=timeout), self.args)
+            problem = _check_final(job.result(timeout=timeout), self.args, outcome)
         except Exception as exc:
             from gradio_client.exceptions import AppError
             from gradio_client.utils import QueueError
@@ -292,17 +288,15 @@ def run_request(client, index: int, inputs: Inputs, timeout: float) -> Outcome:
     return Call(client, MIX[index % len(MIX)], inputs, index).finish(timeout)
 
 
-def _follow(job, timeout: float, first: bool) -> None:
+def _follow(job, timeout: float, first: bool, outcome: Outcome) -> None:
     """Until ``job`` is done (or, with ``first``, has its first preview), fetching each preview image as it comes,
     as a browser does (those downloads run on the server's worker threads alongside the run); TimeoutError past
     ``timeout``."""
-    import httpx
-
     deadline, seen = time.monotonic() + timeout, 0
     while not (job.done() or (first and seen)):
         outputs = job.outputs()
         for output in outputs[seen:]:
-            httpx.get(output[0]["url"], timeout=30).raise_for_status()
+            _image(output[0]["url"], outcome)
         seen = len(outputs)
         if time.monotonic() > deadline:
             job.cancel()
@@ -310,28 +304,44 @@ def _follow(job, timeout: float, first: bool) -> None:
         time.sleep(0.01)
 
 
-def _check_final(final, args: dict) -> str | None:
-    """None if ``final`` is the last frame of a real run of ``args``; otherwise what is wrong."""
+def _image(url: str, outcome: Outcome):
+    """The image at ``url`` as an RGB float array.
+
+    Gradio saves an output image under the hash of its bytes and writes the file again, in place, whenever the same
+    image recurs (the photo is the step-0 preview and the "before" image of every frame; equal runs give equal
+    frames), so a download at that moment can come back empty or cut short. Such a download is counted in
+    ``outcome.cut_short`` and tried again once.
+    """
     import httpx
     import numpy as np
     from PIL import Image
 
+    def fetch():
+        data = httpx.get(url, timeout=30).raise_for_status().content
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+
+    try:
+        return fetch()
+    except (httpx.RemoteProtocolError, OSError):  # OSError: PIL's "cannot identify image file", "truncated"
+        outcome.cut_short += 1
+        time.sleep(0.1)
+        return fetch()
+
+
+def _check_final(final, args: dict, outcome: Outcome) -> str | None:
+    """None if ``final`` is the last frame of a real run of ``args``; otherwise what is wrong."""
     image, (before, _after), _losses, status, download = final
     steps = args["steps"]
     if not str(status).startswith(f"step {steps}/{steps}"):
         return f"not the final frame: {str(status).splitlines()[0]!r}"
     if download is None:
         return "no download file"
-    pixels = [
-        np.asarray(Image.open(io.BytesIO(httpx.get(f["url"], timeout=30).content)).convert("RGB"))
-        for f in (image, before)
-    ]
-    result, photo = (p.astype(np.float32) for p in pixels)
+    result, photo = (_image(f["url"], outcome) for f in (image, before))
     if result.shape != photo.shape or max(result.shape[:2]) != args["size"]:
         return (
             f"result {result.shape[1]}x{result.shape[0]}, photo {photo.shape[1]}x{photo.shape[0]}, size {args['size']}"
         )
-    change = float(np.abs(result - photo).mean())
+    change = float(abs(result - photo).mean())
     return None if change > 0.5 else f"the result is the photo (mean change {change:.2f} of 255)"
 
 
@@ -344,10 +354,8 @@ def run_sequence(url: str, indexes, inputs: Inputs, timeout: float = 120) -> lis
     return [run_request(client, i, inputs, timeout) for i in indexes]
 
 
-def run_clients(url: str, clients: int, indexes, inputs: Inputs | list[Inputs], timeout: float = 120) -> list[Outcome]:
-    """Requests ``indexes`` spread over ``clients`` threads, each with its own client, taking the next one free.
-
-    ``inputs``: one set for all, or one per client (see :func:`make_inputs`'s ``variant``)."""
+def run_clients(url: str, clients: int, indexes, inputs: Inputs, timeout: float = 120) -> list[Outcome]:
+    """Requests ``indexes`` spread over ``clients`` threads, each with its own client, taking the next one free."""
     todo = iter(list(indexes))
     lock = threading.Lock()
     outcomes: list[Outcome] = []
@@ -356,17 +364,16 @@ def run_clients(url: str, clients: int, indexes, inputs: Inputs | list[Inputs], 
         with lock:
             return next(todo, None)
 
-    def worker(k: int) -> None:
+    def worker() -> None:
         from gradio_client import Client
 
         client = Client(url, verbose=False, download_files=False)
-        mine = inputs[k % len(inputs)] if isinstance(inputs, list) else inputs
         while (i := next_index()) is not None:
-            result = run_request(client, i, mine, timeout)
+            result = run_request(client, i, inputs, timeout)
             with lock:
                 outcomes.append(result)
 
-    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(clients)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -428,6 +435,7 @@ def summary(outcomes: list[Outcome]) -> dict:
     return {
         "requests": len(outcomes),
         **counts,
+        "downloads_cut_short": sum(o.cut_short for o in outcomes),
         "latency_ok_s": stats([o.latency for o in outcomes if o.outcome == "ok"]),
         "latency_clear_error_s": stats([o.latency for o in outcomes if o.outcome == "clear_error"]),
     }
@@ -444,7 +452,6 @@ def _cpu() -> str:
 
 def _report(result: dict) -> str:
     s, samples = result["summary"], result["samples"]
-    photos = "a photo per client" if result["photo_per_client"] else "one photo for all"
     lines = [
         "# Soak benchmark of the served app",
         "",
@@ -452,11 +459,11 @@ def _report(result: dict) -> str:
         f"{result['cpu']}; commit {result['commit']}; {result['wall_s']:.0f} s in all.",
         "",
         f"Requests: {s['requests']} (mix of {len(MIX)} kinds; first {result['warmup']} from one client, the rest over "
-        f"{result['clients']} concurrent clients, {photos})",
+        f"{result['clients']} concurrent clients)",
         "",
-        "| ok | cancelled | clear error | failed |",
-        "|---|---|---|---|",
-        f"| {s['ok']} | {s['cancelled']} | {s['clear_error']} | {s['failed']} |",
+        "| ok | cancelled | clear error | failed | image downloads cut short (then fetched again) |",
+        "|---|---|---|---|---|",
+        f"| {s['ok']} | {s['cancelled']} | {s['clear_error']} | {s['failed']} | {s['downloads_cut_short']} |",
         "",
         "| latency (s) | p50 | p95 | max |",
         "|---|---|---|---|",
@@ -499,11 +506,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=len(MIX), help="requests first sent from one client")
     parser.add_argument("--timeout", type=float, default=300, help="deadline of any one request (s)")
     parser.add_argument("--sample-every", type=float, default=10, help="seconds between RSS/fd samples")
-    parser.add_argument(
-        "--photo-per-client",
-        action="store_true",
-        help="give each concurrent client its own photo (default: one photo for all, like an example photo)",
-    )
     parser.add_argument("--overflow", type=int, default=0, help="then fill the queue and send N more (default 0: skip)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results-soak", help="report folder")
     args = parser.parse_args(argv)
@@ -527,10 +529,7 @@ def main(argv: list[str] | None = None) -> int:
 
         thread = threading.Thread(target=sampler, daemon=True)
         thread.start()
-        photos = (
-            [make_inputs(tmp / f"inputs-{k}", k + 1) for k in range(args.clients)] if args.photo_per_client else inputs
-        )
-        outcomes += run_clients(server.url, args.clients, range(warm, args.requests), photos, args.timeout)
+        outcomes += run_clients(server.url, args.clients, range(warm, args.requests), inputs, args.timeout)
         stop.set()
         thread.join()
         samples["end"] = server.sample()
@@ -544,7 +543,6 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": _cpu(),
         "commit": commit or "unknown",
         "clients": args.clients,
-        "photo_per_client": args.photo_per_client,
         "warmup": warm,
         "wall_s": time.perf_counter() - t0,
         "summary": summary(outcomes),
