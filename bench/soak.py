@@ -310,7 +310,7 @@ def _image(url: str, outcome: Outcome):
     Gradio saves an output image under the hash of its bytes and writes the file again, in place, whenever the same
     image recurs (the photo is the step-0 preview and the "before" image of every frame; equal runs give equal
     frames), so a download at that moment can come back empty or cut short. Such a download is counted in
-    ``outcome.cut_short`` and tried again once.
+    ``outcome.cut_short`` and tried again (up to three times).
     """
     import httpx
     import numpy as np
@@ -320,12 +320,13 @@ def _image(url: str, outcome: Outcome):
         data = httpx.get(url, timeout=30).raise_for_status().content
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
 
-    try:
-        return fetch()
-    except (httpx.RemoteProtocolError, OSError):  # OSError: PIL's "cannot identify image file", "truncated"
-        outcome.cut_short += 1
-        time.sleep(0.1)
-        return fetch()
+    for retry in range(3):
+        try:
+            return fetch()
+        except (httpx.RemoteProtocolError, OSError):  # OSError: PIL's "cannot identify image file", "truncated"
+            outcome.cut_short += 1
+            time.sleep(0.2 * (retry + 1))
+    return fetch()
 
 
 def _check_final(final, args: dict, outcome: Outcome) -> str | None:
