@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
 
-from .procs import launch
+from .procs import REPO_ROOT, launch, thread_env
 
 _ENGINE = """
 import json, time
@@ -60,29 +61,19 @@ def _last_json(log: Path) -> dict:
         return {}
 
 
-def measure(
-    python: str,
-    repo_root: Path,
-    out_dir: Path,
-    device: str,
-    repeats: int,
-    timeout: float = 300.0,
-    threads: int | None = None,
-) -> dict:
+def measure(out_dir: Path, device: str, repeats: int, threads: int | None = None, timeout: float = 300.0) -> dict:
     """Run every probe ``repeats`` times (interleaved) and return the raw runs and medians."""
     out_dir.mkdir(parents=True, exist_ok=True)
     probes = {"python": "pass", "import_torch": _TORCH, "engine": _ENGINE.format(device=device)}
-    app_path = repo_root / "app.py"
+    app_path = REPO_ROOT / "app.py"
     if app_path.is_file():
         probes["app"] = _APP
-    env = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **thread_env(threads)}
     raw: dict[str, list[dict]] = {name: [] for name in probes}
     for rep in range(repeats):
         for name, code in probes.items():
             log = out_dir / f"{name}_{rep}.log"
-            proc = launch([python, "-c", code], log, cwd=repo_root, timeout=timeout, extra_env=env)
+            proc = launch([sys.executable, "-c", code], log, cwd=REPO_ROOT, timeout=timeout, extra_env=env)
             raw[name].append({**proc, **_last_json(log)})
     summary: dict[str, dict] = {}
     for name, runs in raw.items():
@@ -102,4 +93,4 @@ def measure(
         summary[name] = entry
     if not app_path.is_file():
         summary["app"] = {"skipped": f"{app_path} does not exist"}
-    return {"device": device, "repeats": repeats, "runs": raw, "summary": summary, "cwd": os.fspath(repo_root)}
+    return {"device": device, "repeats": repeats, "runs": raw, "summary": summary, "cwd": os.fspath(REPO_ROOT)}

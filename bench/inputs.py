@@ -18,7 +18,8 @@ from PIL import Image
 
 from style_transfer.images import load_image, resize_longest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .procs import REPO_ROOT
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 

