@@ -364,8 +364,8 @@ def contact_sheet(results: dict, size: int, path: Path) -> Path:
                 if rec and rec.get("ok"):
                     img = Image.open(rec["output"])
                     lines = [
-                        f"noise {_fmt(rec['noise'], 2)}  style {_fmt(rec['style_distance'], 2)}",
-                        f"SSIM {_fmt(rec['structure'], 2)}  {_fmt(rec['seconds'], 3)} s",
+                        f"noise {rec['noise']:.2f}  style {_fmt(rec['style_distance'])}",
+                        f"SSIM {rec['structure']:.3f}  {rec['seconds']:.1f} s",
                     ]
                 else:
                     lines = ["FAILED" if rec else "not run"]
@@ -428,8 +428,25 @@ def main(argv: list[str] | None = None) -> int:
     if use_pastiche and not peers.available():
         raise SystemExit("bench.quality: pastiche is not installed (use --no-pastiche)")
     threads = args.threads if args.threads is not None else (1 if device == "cpu" else None)
+    torch_threads = torch.get_num_threads()
     if threads:
-        torch.set_num_threads(threads)  # the scoring in this process
+        torch.set_num_threads(threads)  # the scoring in this process (restored at the end)
+    try:
+        return _run(args, argv, device, pairs, sizes, steps, use_pastiche, threads)
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _run(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    device: str,
+    pairs: list[Pair],
+    sizes: list[int],
+    steps: int,
+    use_pastiche: bool,
+    threads: int | None,
+) -> int:
     variants = []
     for spec in args.variants or ["ours"]:
         v = parse_variant(spec)
@@ -444,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"quality: device={device} sizes={sizes} steps={steps} threads={threads} pairs={len(pairs)} "
           f"variants={', '.join(v.name for v in variants)} pastiche={use_pastiche} out={out}", flush=True)  # fmt: skip
 
+    env = environment(device)  # before the runs: the commit and load that were measured
     started = time.perf_counter()
     records: list[dict] = []
     inputs_record: dict[str, dict] = {}
@@ -492,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             "pastiche": use_pastiche,
             "pairs": [_pair_record(p) for p in pairs],
             "targets": {"noise_max": TARGET_NOISE, "structure_min": TARGET_STRUCTURE, "style": "<= pastiche's"},
-            "env": environment(device),
+            "env": env,
             "wall_s": time.perf_counter() - started,
             "loadavg_end": list(os.getloadavg()),
             "notes": args.note,
