@@ -198,8 +198,8 @@ def pastiche_run(
     record_path = run_dir / "record.json"
     if record_path.is_file():
         rec = json.loads(record_path.read_text())
-        if rec.get("ok") and Path(rec.get("output", "")).is_file():
-            rec["cached"] = True
+        if rec.get("ok") and (run_dir / "output.png").is_file():
+            rec.update(cached=True, output=str(run_dir / "output.png"))  # the folder may have moved since
             return rec
     rec = run_one(Variant("pastiche", "pastiche", preset="pastiche"), inputs, steps, device, run_dir, timeout, 0,
                   threads)  # fmt: skip
