@@ -302,6 +302,9 @@ def render_markdown(results: dict) -> str:
         "s = the engine's loop time (step 0 to the final step), total = the whole process's wall time, CPU s = its "
         "CPU time (user + system; steadier than wall time when the machine is shared).",
     ]
+    if not meta.get("complete", True):
+        done = len({(r["size"], r["pair"]) for r in records})
+        lines += ["", f"**Incomplete**: {done} of {len(meta['pairs']) * len(meta['sizes'])} pair × size runs so far."]
     for size in meta["sizes"]:
         lines += ["", f"## {size} px", "", "| # | pair | variant | noise | style | structure | s | total s | CPU s |",
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -373,7 +376,8 @@ def contact_sheet(results: dict, size: int, path: Path) -> Path:
     """Rows = pairs; columns = photo, style, each variant of ours, pastiche; the figures under each output tile."""
     meta, records = results["meta"], results["records"]
     columns = ["photo", "style", *meta["variants"], *(["pastiche"] if meta["pastiche"] else [])]
-    pairs = meta["pairs"]
+    inputs = results["inputs"].get(str(size), {})
+    pairs = [p for p in meta["pairs"] if p["name"] in inputs]  # an interrupted run: only the pairs it reached
     font, small = _font(14), _font(12)
     pad, head, foot = 8, 20, 34
     cell_w, cell_h = THUMB + pad, head + THUMB + foot
@@ -383,7 +387,6 @@ def contact_sheet(results: dict, size: int, path: Path) -> Path:
     draw.text((pad, 6), f"{size} px, {meta['steps']} steps, {meta['device']}: noise / style distance / structure "
               f"(SSIM) / seconds", fill="black", font=font)  # fmt: skip
     by_key = {(r["pair"], r["variant"]): r for r in records if r["size"] == size}
-    inputs = results["inputs"][str(size)]
     for row, pair in enumerate(pairs):
         y0 = title_h + row * cell_h
         for col, name in enumerate(columns):
@@ -515,6 +518,39 @@ def _run(
     records: list[dict] = []
     inputs_record: dict[str, dict] = {}
     refs: dict[str, dict] = {}
+
+    def save(complete: bool) -> None:
+        results = {
+            "meta": {
+                "command": command,
+                "device": device,
+                "sizes": sizes,
+                "steps": steps,
+                "threads_per_run": threads,
+                "variants": [v.name for v in variants],
+                "overrides": {v.name: v.options for v in variants},
+                "pastiche": use_pastiche,
+                "pairs": [_pair_record(p) for p in pairs],
+                "targets": {"noise_max": TARGET_NOISE, "structure_min": TARGET_STRUCTURE, "style": "<= pastiche's"},
+                "env": env,
+                "complete": complete,
+                "wall_s": time.perf_counter() - started,
+                "loadavg_end": list(os.getloadavg()),
+                "notes": args.note,
+            },
+            "inputs": inputs_record,
+            "references": refs,
+            "records": records,
+        }
+        names = [*results["meta"]["variants"], "pastiche"]
+        results["medians"] = {str(size): {v: medians(records, size, v) for v in names} for size in sizes}
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        write_csv(out / "results.csv", records)
+        if complete:
+            write_outputs(results, out)
+        else:
+            (out / "report.md").write_text(render_markdown(results))
+
     for size in sizes:
         inputs_record[str(size)] = {}
         for pair in pairs:
@@ -546,34 +582,9 @@ def _run(
                 print(f"[{time.perf_counter() - started:7.1f}s] {size}px {pair.index}:{pair.name} "
                       f"{rec['variant']}{cached}: {state}", flush=True)  # fmt: skip
             records += pair_recs
+            save(complete=False)  # after every pair: an interrupted run still leaves its figures
 
-    results = {
-        "meta": {
-            "command": command,
-            "device": device,
-            "sizes": sizes,
-            "steps": steps,
-            "threads_per_run": threads,
-            "variants": [v.name for v in variants],
-            "overrides": {v.name: v.options for v in variants},
-            "pastiche": use_pastiche,
-            "pairs": [_pair_record(p) for p in pairs],
-            "targets": {"noise_max": TARGET_NOISE, "structure_min": TARGET_STRUCTURE, "style": "<= pastiche's"},
-            "env": env,
-            "wall_s": time.perf_counter() - started,
-            "loadavg_end": list(os.getloadavg()),
-            "notes": args.note,
-        },
-        "inputs": inputs_record,
-        "references": refs,
-        "records": records,
-    }
-    results["medians"] = {
-        str(size): {v: medians(records, size, v) for v in [*results["meta"]["variants"], "pastiche"]} for size in sizes
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    write_csv(out / "results.csv", records)
-    write_outputs(results, out)
+    save(complete=True)
     print(f"quality: wrote {out / 'results.json'}, results.csv, report.md")
     return 0 if all(r.get("ok") for r in records) else 1
 

@@ -224,7 +224,7 @@ def test_quality_smoke_runs_end_to_end(tmp_path):
     with open(out / "results.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2
     report = (out / "report.md").read_text()
-    assert "| ours:tv_weight=10 |" in report and "Medians" in report
+    assert "| ours:tv_weight=10 |" in report and "Medians" in report and "Incomplete" not in report
     sheet = Image.open(out / "contact_48.png")
     assert sheet.width > 3 * quality.THUMB and sheet.height > 2 * quality.THUMB
     (out / "report.md").unlink()
