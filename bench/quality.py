@@ -44,14 +44,14 @@ from .run import Variant, environment, parse_variant, run_one, slug
 # The fixed pairs (photo in examples/content/, style in examples/styles/). Edit freely; keep >= 8 pairs covering
 # >= 6 photos and >= 6 styles. A missing file stops the harness before anything runs.
 PAIRS: tuple[tuple[str, str], ...] = (
-    ("lake_boats.jpg", "autumn.jpg"),
-    ("architecture.jpg", "elephants.jpg"),
-    ("astronaut.jpg", "swirl.jpg"),
-    ("cat.jpg", "pastel_hills.jpg"),
-    ("coffee.jpg", "ink_shapes.jpg"),
-    ("dune.jpg", "dark_waves.jpg"),
-    ("forest_path.jpg", "blue_circles.jpg"),
-    ("temple.jpg", "safe_landing.jpg"),
+    ("lake_boats.jpg", "starry_night.jpg"),
+    ("architecture.jpg", "great_wave.jpg"),
+    ("astronaut.jpg", "the_scream.jpg"),
+    ("cat.jpg", "composition_viii.jpg"),
+    ("coffee.jpg", "cafe_terrace_at_night.jpg"),
+    ("dune.jpg", "autumn.jpg"),
+    ("forest_path.jpg", "the_kiss.jpg"),
+    ("temple.jpg", "elephants.jpg"),
 )
 CONTENT_DIR = REPO_ROOT / "examples" / "content"
 STYLE_DIR = REPO_ROOT / "examples" / "styles"
