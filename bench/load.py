@@ -302,7 +302,7 @@ def _print(title: str, report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from style_transfer import limits
+    from space import limits
 
     cpu = limits.queue_limits(on_zerogpu=False)
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])

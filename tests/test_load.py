@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.load import Runner, _inputs, _percentile, check_loopback
-from style_transfer import limits
+from space import limits
 
 
 @pytest.fixture(scope="module")
