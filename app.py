@@ -149,7 +149,7 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
 
     inputs = endpoint.inputs()  # every parameter's component, in the endpoint's order
     outputs = [result, compare, losses, status, download]
-    gr.Examples(
+    examples = gr.Examples(
         examples=[endpoint.example(str(c), str(s)) for c, s in EXAMPLE_PAIRS],
         inputs=endpoint.inputs(endpoint.example_names()),  # the optional images have no example value
         outputs=outputs,

@@ -125,6 +125,20 @@ def test_endpoint_function_binds_by_name_and_position():
         params.Endpoint({"sise": 64})
 
 
+def test_examples_fill_every_input_they_list_and_run(image_dir):
+    """Cached examples need a value for every input they list (else Gradio warns at start-up); they run."""
+    import app
+
+    examples = app.examples
+    names = app.endpoint.example_names()
+    assert examples.inputs == app.endpoint.inputs(names)
+    assert all(value is not None for row in examples.examples for value in row)
+    row = dict(zip(names, examples.examples[0], strict=True))
+    row.update(content=str(image_dir / "content.png"), style=str(image_dir / "style.png"), size=32, steps=2)
+    final = list(examples.fn(*row.values()))[-1]
+    assert final[3].startswith("step 2/2") and final[4].endswith(".png")
+
+
 # --- Unexpected failures --------------------------------------------------------------------------------------------
 def _fail_in_the_engine(monkeypatch, exc):
     import style_transfer.engine as engine
