@@ -142,6 +142,7 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         with gr.Row():
             mask = ui("mask")
             ui("background_style")
+        endpoint.remaining()  # a parameter added to space/params.py appears here until it gets its own place
     with gr.Row():
         compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
         losses = gr.LinePlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses", height=360)

@@ -214,6 +214,15 @@ class Endpoint:
         self.components[name] = component
         return component
 
+    def remaining(self) -> list[gr.components.Component]:
+        """Make the components of the parameters not laid out yet, in a row here (a new setting shows up until
+        it is given its own place); nothing when every parameter has its component."""
+        names = [name for name in NAMES if name not in self.components]
+        if not names:
+            return []
+        with gr.Row():
+            return [self.component(name) for name in names]
+
     def inputs(self, names: Sequence[str] = NAMES) -> list[gr.components.Component]:
         """The components of ``names`` (all parameters by default) in table order: an event's ``inputs``."""
         missing = [name for name in names if name not in self.components]

@@ -140,6 +140,17 @@ def test_examples_fill_every_input_they_list_and_run(image_dir):
     assert final[3].startswith("step 2/2") and final[4].endswith(".png")
 
 
+def test_every_parameter_gets_a_component():
+    endpoint = params.Endpoint()
+    with gr.Blocks():
+        with pytest.raises(LookupError, match="no component was laid out for: content"):
+            endpoint.inputs()
+        size = endpoint.component("size")
+        rest = endpoint.remaining()
+    assert endpoint.inputs()[2] is size and len(rest) == len(params.NAMES) - 1
+    assert endpoint.remaining() == []
+
+
 # --- Unexpected failures --------------------------------------------------------------------------------------------
 def _fail_in_the_engine(monkeypatch, exc):
     import style_transfer.engine as engine
