@@ -190,6 +190,23 @@ def test_unexpected_failure_is_answered_and_the_server_keeps_working(
     assert final[3].startswith("step 1/1")
 
 
+def test_gpu_function_raises_only_picklable_gr_errors(image_dir, model, monkeypatch):
+    """On ZeroGPU the run is a forked worker: only a gr.Error reaches the user intact (pickled), so the stream
+    itself must turn an unexpected failure into one."""
+    import pickle
+
+    import space.stream
+
+    _fail_in_the_engine(monkeypatch, ZeroDivisionError("detail"))
+    path = image_dir / "style.png"
+    request = space.request.check_request({**params.Endpoint().defaults, "content": path, "style": path, "size": 32})
+    with pytest.raises(gr.Error) as info:
+        list(space.stream.stream(request, model))
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.title, copy.message) == (errors.UNEXPECTED_TITLE, info.value.message)
+    assert "running the optimisation (ZeroDivisionError)" in copy.message
+
+
 # --- Start-up ---------------------------------------------------------------------------------------------------
 ALARMING = ("error", "traceback", "warning")
 
