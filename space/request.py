@@ -110,7 +110,9 @@ def check_request(values: Mapping[str, object]) -> Request:
 
 
 def _style_image(source: object, cfg: StyleConfig, name: str) -> Image.Image:
-    img = resize_longest(load_image(source, name=name), style_side(cfg.size, cfg))
+    """An extra style image at the size the engine will use (as ``prepare_images`` does for the first style)."""
+    img = load_image(source, name=name)
+    img = resize_longest(img, style_side(cfg.size, cfg, max(img.size)))
     check_min_side(img, name)
     return img
 
