@@ -15,7 +15,7 @@ from style_transfer import run  # noqa: E402
 
 CONTENT = ROOT / "examples" / "content" / "lake_boats.jpg"
 STYLE = ROOT / "examples" / "styles" / "autumn.jpg"
-SECOND = ROOT / "examples" / "styles" / "blue_circles.jpg"
+SECOND = ROOT / "examples" / "styles" / "great_wave.jpg"
 
 
 def main(size: int = 160, steps: int = 120) -> None:

@@ -42,11 +42,11 @@ def test_bf16_without_native_support_falls_back_to_fp32(monkeypatch, caplog):
     "nothing to compare (the fallback is tested above)",
 )
 def test_bf16_fast_path_scores_within_2_percent_of_fp32(content_path, style_path, model):
-    kw = {"model": model, "size": 48, "steps": 25}
+    kw = {"model": model, "size": 48, "steps": 25, "tv_weight": 0.0}
     fp32 = run(content_path, style_path, precision="fp32", **kw)
     bf16 = run(content_path, style_path, precision="bf16", **kw)
     # One neutral scorer: the fp32 objective on the saved (uint8) images.
-    cfg = StyleConfig(size=48, precision="fp32").validate()
+    cfg = StyleConfig(size=48, precision="fp32", tv_weight=0.0).validate()  # the seed's J
     from PIL import Image
 
     content = pil_to_tensor(Image.open(content_path).convert("RGB").resize(fp32.image.size, Image.Resampling.LANCZOS))

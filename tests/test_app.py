@@ -7,12 +7,13 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from style_transfer import space
+from space import limits, params, zerogpu
+from space.request import Request, build_config, mask_from_editor
 from style_transfer.config import MAX_SIZE, MAX_STEPS, MIN_SIZE, STRENGTH_DEFAULT, StyleConfig, strength_multiplier
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "cat.jpg"
-STYLE = ROOT / "examples" / "styles" / "swirl.jpg"
+STYLE = ROOT / "examples" / "styles" / "starry_night.jpg"
 
 
 def _submit(client, **kw):
@@ -35,10 +36,27 @@ def test_only_stylize_is_public(client):
     assert names == [
         "content",
         "style",
-        *space.SETTINGS,
+        "size",
+        "steps",
+        "style_strength",
+        "learning_rate",
+        "preview_every",
+        "seed",
+        "content_weight",
+        "style_weight",
+        "tv_weight",
+        "init",
         "style_2",
         "style_3",
-        *space.FEATURES[:9],
+        "style_1_blend",
+        "style_2_blend",
+        "style_3_blend",
+        "preserve_colors",
+        "style_scale",
+        "scales",
+        "optimizer",
+        "pooling",
+        "precision",
         "mask",
         "background_style",
         "output_format",
@@ -95,22 +113,23 @@ def test_text_file_as_image(client, tmp_path):
 def test_strength_maps_to_style_weight():
     assert strength_multiplier(STRENGTH_DEFAULT) == 1.0
     assert strength_multiplier(0) == pytest.approx(0.01) and strength_multiplier(10) == pytest.approx(100)
-    cfg = space.build_config(64, 10, 7.5, 0.02, 5, 0, 1e4, 2.0, 0.0, "content")
+    values = (64, 10, 7.5, 0.02, 5, 0, 1e4, 2.0, 0.0, "content")
+    cfg = build_config(dict(zip(params.NAMES[2:12], values, strict=True)))
     assert cfg.style_weight == pytest.approx(20.0) and cfg.content_weight == 1e4
 
 
 def test_gpu_duration_is_sane_at_the_slider_extremes():
     def request(size, steps):
         img = Image.new("RGB", (size, size))
-        return space.Request(img, img, StyleConfig(size=size, steps=steps))
+        return Request(img, img, StyleConfig(size=size, steps=steps))
 
-    small = space.gpu_duration(request(MIN_SIZE, 1))
-    default = space.gpu_duration(request(512, 300))
-    large = space.gpu_duration(request(MAX_SIZE, MAX_STEPS))
-    assert small == space.GPU_DURATION_MIN_S
+    small = zerogpu.gpu_duration(request(MIN_SIZE, 1))
+    default = zerogpu.gpu_duration(request(512, 300))
+    large = zerogpu.gpu_duration(request(MAX_SIZE, MAX_STEPS))
+    assert small == limits.GPU_DURATION_MIN_S
     assert small <= default <= 60  # a default run asks for at most a minute
-    assert large == space.GPU_DURATION_MAX_S
-    assert space.gpu_duration(request(1024, 300)) > default  # grows with size
+    assert large == limits.GPU_DURATION_MAX_S
+    assert zerogpu.gpu_duration(request(1024, 300)) > default  # grows with size
 
 
 def test_readme_client_snippet_runs_as_written(app_url, monkeypatch, capsys):
@@ -162,12 +181,12 @@ def test_features_through_the_api(client, tmp_path):
 def test_mask_from_editor_layers():
     painted = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
     painted.paste((255, 255, 255, 255), (20, 0, 40, 30))
-    mask = space.mask_from_editor({"background": None, "layers": [painted], "composite": None}, (40, 30))
+    mask = mask_from_editor({"background": None, "layers": [painted], "composite": None}, (40, 30))
     assert mask.getpixel((5, 5)) == 0 and mask.getpixel((30, 5)) == 255
     empty = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
-    assert space.mask_from_editor({"background": None, "layers": [empty], "composite": None}, (40, 30)) is None
-    assert space.mask_from_editor(None, (40, 30)) is None
+    assert mask_from_editor({"background": None, "layers": [empty], "composite": None}, (40, 30)) is None
+    assert mask_from_editor(None, (40, 30)) is None
     opaque = Image.new("RGB", (80, 60), (0, 0, 0))
     opaque.paste((255, 255, 255), (0, 0, 40, 60))  # an uploaded black-and-white mask: brightness counts
-    mask = space.mask_from_editor({"background": None, "layers": [opaque], "composite": None}, (40, 30))
+    mask = mask_from_editor({"background": None, "layers": [opaque], "composite": None}, (40, 30))
     assert mask.getpixel((5, 5)) == 255 and mask.getpixel((35, 5)) == 0

@@ -34,7 +34,7 @@ def test_defaults_are_valid_and_documented():
         ({"content_layer": "conv9_9"}, r"unknown VGG-19 layer 'conv9_9'"),
         ({"style_layers": ()}, r"style_layers: give at least one layer"),
         ({"style_layer_weights": (1.0, 2.0)}, r"style_layer_weights: 2 weights given for 5 style layers"),
-        ({"content_weight": 0, "style_weight": 0}, r"at least one must be above 0"),
+        ({"content_weight": 0, "style_weight": 0, "tv_weight": 0}, r"at least one must be above 0"),
         ({"colour": "red"}, r"unknown setting\(s\): colour"),
         ({"seed": True}, r"seed: expected a number"),
     ],

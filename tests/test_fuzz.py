@@ -16,10 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from style_transfer import space
+from space import params
+from space.request import build_config
 from style_transfer.config import STRENGTH_MAX, STRENGTH_MIN, ConfigError, StyleConfig, field_specs
 from style_transfer.images import ImageError, load_image, resize_longest
 
+# Every setting of the Space's endpoint (the parameters that are not images or the mask), in API order.
+SETTINGS = tuple(p.name for p in params.PARAMS if p.kind == "setting")
 FUZZ = settings(
     max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None
 )
@@ -210,25 +213,25 @@ def _check_ranges(cfg: StyleConfig) -> None:
 
 
 @FUZZ
-@given(st.tuples(*[_anything for _ in space.SETTINGS]))
+@given(st.tuples(*[_anything for _ in SETTINGS]))
 def test_space_build_config(values):
     try:
-        cfg = space.build_config(*values)
+        cfg = build_config(dict(zip(SETTINGS, values, strict=True)))
     except ConfigError:
         return
     _check_ranges(cfg)
-    assert STRENGTH_MIN <= values[2] <= STRENGTH_MAX
+    assert STRENGTH_MIN <= values[SETTINGS.index("style_strength")] <= STRENGTH_MAX
 
 
 @pytest.fixture(scope="module")
 def setting_components():
     import app
 
-    return dict(zip(space.SETTINGS, app.inputs[2:12], strict=True))
+    return {name: app.endpoint.components[name] for name in SETTINGS}
 
 
 @FUZZ
-@given(name=st.sampled_from(space.SETTINGS), payload=_anything)
+@given(name=st.sampled_from(SETTINGS), payload=_anything)
 def test_ui_components_answer_any_payload(setting_components, name, payload):
     """Gradio's own preprocessing of each control (run before our code): a value or a gr.Error naming it."""
     try:

@@ -5,7 +5,7 @@ still complete. (Many requests and concurrent clients: tests/test_soak.py.)"""
 from __future__ import annotations
 
 from bench.soak import make_inputs, overflow, percentile, summary
-from style_transfer import limits
+from space import limits
 
 
 def test_beyond_capacity_is_refused_at_once_and_the_rest_completes(app_url, tmp_path):

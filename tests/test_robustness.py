@@ -30,8 +30,12 @@ from gradio_client.client import Status
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+import space.stream
 import style_transfer.engine as engine
-from style_transfer import cli, limits, space
+from space import limits as space_limits
+from space import params
+from space.request import check_request
+from style_transfer import cli, limits
 from style_transfer.images import load_image, resize_longest
 from tests.conftest import make_content, make_style
 
@@ -237,7 +241,7 @@ def test_correct_results_are_right(files):
 
 def test_upload_over_the_limit(client, files, app_url, tmp_path):
     big = tmp_path / "big.png"
-    big.write_bytes(files["1x1"].read_bytes() + b"\0" * (limits.MAX_UPLOAD_BYTES + 1))
+    big.write_bytes(files["1x1"].read_bytes() + b"\0" * (space_limits.MAX_UPLOAD_BYTES + 1))
     with pytest.raises(ValueError, match="exceeds the maximum file size"):  # gradio_client checks first
         _submit(client, handle_file(str(big)), handle_file(str(files["style"]))).result(timeout=60)
     with big.open("rb") as f:  # a client that does not check gets 413 from the server
@@ -341,7 +345,7 @@ def test_nan_and_inf_over_raw_http(app_url, files, literal, index):
     values[index] = literal
     extra = [json.dumps(v) for v in FEATURE_DEFAULTS]
     event, payload = _rest_call(app_url, [], raw='{"data": [' + ",".join([image, image, *values, *extra]) + "]}")
-    name = space.SETTINGS[index]
+    name = params.NAMES[2 + index]
     assert event == "error", payload
     if name == "init":
         assert payload["error"].startswith("init: Value: ")
@@ -458,6 +462,13 @@ def test_client_that_disappears_stops_its_run(app_url, files, forward_calls):
 
 
 # --- Numerical safety and the time budget ---------------------------------------------------------------------
+def _check_request(path: Path, size: int, steps: int, preview_every: int):
+    """The Space's request for ``path`` as both images, with the settings these tests were written for."""
+    settings = (size, steps, 5, 0.02, preview_every, 0, 1e4, 1.0, 0.0, "content")
+    values = {**params.Endpoint().defaults, "content": path, "style": path}
+    return check_request({**values, **dict(zip(params.NAMES[2:12], settings, strict=True))})
+
+
 @pytest.fixture
 def nan_after(monkeypatch):
     """Make the style cost NaN from its (n+1)-th evaluation on (one evaluation per step)."""
@@ -497,20 +508,20 @@ def test_nan_on_the_first_step_is_a_clear_error(client, files, nan_after):
 
 def test_nan_through_space_stream_warns(files, model, nan_after):
     nan_after(2)
-    request = space.check_request(files["style"], files["style"], 32, 10, 5, 0.02, 1, 0, 1e4, 1.0, 0.0, "content")
+    request = _check_request(files["style"], 32, 10, 1)
     with pytest.warns(UserWarning, match="diverged"):  # gr.Warning outside a request is a warning
-        items = list(space.stream(request, model))
+        items = list(space.stream.stream(request, model))
     assert [item[3].split(" ", 2)[1] for item in items] == ["0/10", "1/10", "1/10"]
     assert items[-1][0] is items[-2][0]
 
 
 def test_time_budget_stops_early_with_the_best_image(files, model, monkeypatch):
     ticks = iter(range(10_000))
-    monkeypatch.setattr(space, "_clock", lambda: float(next(ticks)))  # one "second" per clock reading
-    request = space.check_request(files["style"], files["style"], 32, 40, 5, 0.02, 5, 0, 1e4, 1.0, 0.0, "content")
+    monkeypatch.setattr(space.stream, "_clock", lambda: float(next(ticks)))  # one "second" per clock reading
+    request = _check_request(files["style"], 32, 40, 5)
     # start = 0; frame 0 at t = 1 (next frame unknown), frame 5 at t = 2: 0.4 s/step, so frame 10 would come at
     # t = 4 > 3.5: stop there, with frame 5 as the result.
-    items = list(space.stream(request, model, time_budget_s=3.5))
+    items = list(space.stream.stream(request, model, time_budget_s=3.5))
     assert len(items) == 2
     status = items[-1][3]
     assert status.startswith("step 5/40") and "Stopped early at step 5" in status and "GPU time limit" in status
@@ -518,16 +529,14 @@ def test_time_budget_stops_early_with_the_best_image(files, model, monkeypatch):
 
 
 def test_time_budget_never_cuts_a_run_that_fits(files, model):
-    request = space.check_request(files["style"], files["style"], 32, 4, 5, 0.02, 2, 0, 1e4, 1.0, 0.0, "content")
-    items = list(space.stream(request, model, time_budget_s=3600))
+    request = _check_request(files["style"], 32, 4, 2)
+    items = list(space.stream.stream(request, model, time_budget_s=3600))
     assert items[-1][3].startswith("step 4/4") and "Stopped early" not in items[-1][3]
 
 
 def test_previews_are_capped_per_run(files):
-    request = space.check_request(
-        files["style"], files["style"], 32, limits.MAX_STEPS, 5, 0.02, 1, 0, 1e4, 1.0, 0.0, "content"
-    )
-    assert request.config.preview_every == math.ceil(limits.MAX_STEPS / limits.MAX_PREVIEWS)
+    request = _check_request(files["style"], 32, limits.MAX_STEPS, 1)
+    assert request.config.preview_every == math.ceil(limits.MAX_STEPS / space_limits.MAX_PREVIEWS)
 
 
 # --- The browser -----------------------------------------------------------------------------------------------

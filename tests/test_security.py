@@ -18,7 +18,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from style_transfer import limits
+from space import limits
 from style_transfer.weights import WeightsError, load_conv_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_a_weights_file_cannot_run_code(tmp_path):
 
 
 # --- Logs ---------------------------------------------------------------------------------------------------------
-SERVER_LOGGERS = ("style_transfer", "gradio", "uvicorn", "fastapi", "starlette", "httpx", "safehttpx")
+SERVER_LOGGERS = ("style_transfer", "space", "gradio", "uvicorn", "fastapi", "starlette", "httpx", "safehttpx")
 
 
 def _server_record(record: logging.LogRecord) -> bool:
@@ -220,7 +220,7 @@ def test_no_user_data_in_the_logs(client, tmp_path, capfd, caplog):
     for text in (out, err, server_logs):
         assert name not in text and str(tmp_path) not in text
     assert "Traceback" not in err  # expected errors are answered, not logged as crashes
-    ours = [r.getMessage() for r in caplog.records if r.name.startswith("style_transfer")]
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith(("style_transfer", "space"))]
     assert any(m.startswith("request: content 32x24, 1 style(s), mask no") for m in ours), ours
     assert any(m == "request refused: ImageError" for m in ours), ours
 

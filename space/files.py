@@ -1,0 +1,32 @@
+"""The downloadable result: the final image in the requested format, settings embedded, in a swept folder."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from style_transfer.engine import Frame
+from style_transfer.output import save_image
+
+from .limits import DELETE_CACHE
+from .request import Request
+
+RESULTS_DIR = Path(tempfile.gettempdir()) / "style_transfer_results"
+SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+
+
+def save_result(frame: Frame, request: Request) -> str:
+    """Write the frame in the requested format, settings embedded; old files are swept (limits.DELETE_CACHE)."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    cutoff = time.time() - DELETE_CACHE[1]
+    for old in RESULTS_DIR.glob("stylized-*"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+    path = RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}{SUFFIXES[request.output_format]}"
+    settings = {**request.config.to_dict(), "steps_done": frame.step}
+    save_image(frame.image, path, request.output_format, settings)
+    return str(path)

@@ -1,0 +1,73 @@
+"""The Space's limits: uploads, previews, GPU time, the queue and the file cache.
+
+The engine's limits (output size, steps, image pixels and sides) are in ``style_transfer/limits.py``; the README's
+"Limits and errors" section documents both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CPU_QUEUE",
+    "DELETE_CACHE",
+    "GPU_DURATION_MAX_S",
+    "GPU_DURATION_MIN_S",
+    "MAX_PREVIEWS",
+    "MAX_UPLOAD",
+    "MAX_UPLOAD_BYTES",
+    "ZEROGPU_QUEUE",
+    "QueueLimits",
+    "queue_limits",
+]
+
+# --- Inputs -----------------------------------------------------------------------------------------------------
+# Uploads above this are refused by Gradio before they reach our code (HTTP 413; gradio_client checks locally).
+MAX_UPLOAD = "20mb"
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # what Gradio makes of "20mb"
+
+# --- One run ----------------------------------------------------------------------------------------------------
+# ZeroGPU allocation per run, seconds: the estimate (zerogpu.gpu_duration) is clamped to this range. A run that would
+# outlast its allocation stops at the last preview that fits, with its best image and a note.
+GPU_DURATION_MIN_S, GPU_DURATION_MAX_S = 15, 240
+
+# Every preview is written to Gradio's cache as a PNG (up to ~10 MB at 2048 px), so a run streams at most this many:
+# a smaller preview interval is raised to steps / MAX_PREVIEWS (the final image always comes).
+MAX_PREVIEWS = 100
+
+# --- Files ------------------------------------------------------------------------------------------------------
+# gr.Blocks(delete_cache=(every, age)): every hour, delete the uploads and results this app created that are over
+# two hours old; the whole cache is deleted when the server restarts.
+DELETE_CACHE = (3600, 7200)
+
+
+# --- Load -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueueLimits:
+    """Gradio queue settings for the ``stylize`` event.
+
+    ``max_size`` counts the requests *waiting* (Gradio does not count those running), so the Space holds at most
+    ``max_size + concurrency`` requests; the next one gets "Queue is full" at once instead of a long wait.
+    """
+
+    max_size: int
+    concurrency: int
+
+    @property
+    def capacity(self) -> int:
+        """Requests held at once: running plus waiting."""
+        return self.max_size + self.concurrency
+
+
+# On a CPU one run already uses every core, so runs go one at a time. Eight waiting requests still all fit when they
+# arrive together (before the first has started); at the app's CPU default (256 px, 150 steps, about 1 min per run)
+# the last of them waits under 10 minutes, which is the longest wait we accept.
+CPU_QUEUE = QueueLimits(max_size=8, concurrency=1)
+# On ZeroGPU every run holds its own GPU, billed to its own user, so four run at once; sixteen waiting requests are
+# four rounds of ~20 s default runs (about a minute and a half), at worst four rounds of GPU_DURATION_MAX_S.
+ZEROGPU_QUEUE = QueueLimits(max_size=16, concurrency=4)
+
+
+def queue_limits(on_zerogpu: bool) -> QueueLimits:
+    """The queue settings for where the app runs."""
+    return ZEROGPU_QUEUE if on_zerogpu else CPU_QUEUE

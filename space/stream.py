@@ -1,0 +1,138 @@
+"""Frames to UI values: run the engine for a request and yield what the outputs show, failures as ``gr.Error``.
+
+This is the body of the GPU-decorated generator (a forked worker on ZeroGPU), so it yields CPU objects only and
+maps every failure to a ``gr.Error`` itself (see errors.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+
+import gradio as gr
+import pandas as pd
+import torch
+from PIL import Image
+
+from style_transfer.config import StyleConfig
+from style_transfer.engine import Frame, NonFiniteLossError, stylize
+from style_transfer.model import VGGFeatures
+
+from .errors import answered, user_error
+from .files import save_result
+from .request import Request
+
+StreamItem = tuple[Image.Image, tuple[Image.Image, Image.Image], pd.DataFrame, str, str | None]
+OUT_OF_MEMORY = "Out of memory at this size. Try a smaller output size."
+
+
+def stream(
+    request: Request, models: VGGFeatures | Mapping[str, VGGFeatures], time_budget_s: float | None = None
+) -> Iterator[StreamItem]:
+    """Run the engine and yield ``(result, (before, after), loss table, status, download)`` per frame.
+
+    Only CPU objects are yielded (ZeroGPU pickles them). ``download`` is None until the final frame, then a file
+    in the requested format with the settings embedded. ``models`` maps a pooling ("max"/"avg") to a loaded
+    network (one network is used for both). Stops cleanly, yielding the best image so far, when ``time_budget_s``
+    would be exceeded or the cost diverges. Any failure reaches the caller as a ``gr.Error``.
+    """
+    with answered("running the optimisation"):
+        yield from _stream(request, models, time_budget_s)
+
+
+def _stream(
+    request: Request, models: VGGFeatures | Mapping[str, VGGFeatures], time_budget_s: float | None
+) -> Iterator[StreamItem]:
+    model = models if isinstance(models, VGGFeatures) else models[request.config.pooling]
+    device = _device_name(model)
+    rows: list[dict] = []
+    start = _clock()
+    frames = stylize(
+        request.content,
+        request.styles or request.style,
+        request.config,
+        model=model,
+        mask=request.mask,
+        background_style=request.background,
+    )
+
+    def item(frame: Frame, note: str = "", final: bool = False) -> StreamItem:
+        download = save_result(frame, request) if final else None
+        status = _status(frame, device, note)
+        return frame.image, (request.content, frame.image), pd.DataFrame(rows), status, download
+
+    try:
+        for frame in frames:
+            rows += _loss_rows(frame, request.config)
+            note = ""
+            over_budget = (
+                time_budget_s is not None
+                and not frame.done
+                and _projected_next(frame, start, request.config.preview_every) > time_budget_s
+            )
+            if over_budget:
+                note = f"Stopped early at step {frame.step}: the next preview would exceed the GPU time limit."
+            yield item(frame, note, final=frame.done or over_budget)
+            if over_budget:
+                return
+    except NonFiniteLossError as exc:
+        last = exc.last_frame
+        if last is None:
+            raise user_error(str(exc), "Optimisation diverged") from None
+        gr.Warning(str(exc))
+        yield item(last, str(exc), final=True)
+    except torch.OutOfMemoryError:
+        raise user_error(OUT_OF_MEMORY, "Out of memory") from None
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):  # the CPU allocator's out-of-memory message
+            raise
+        raise user_error(OUT_OF_MEMORY, "Out of memory") from None
+    finally:
+        frames.close()
+
+
+def _status(frame: Frame, device: str, note: str = "") -> str:
+    done = frame.step
+    eta = frame.elapsed / done * (frame.total_steps - done) if 0 < done < frame.total_steps else 0.0
+    terms = frame.losses
+    text = (
+        f"step {done}/{frame.total_steps} · {frame.elapsed:.1f} s"
+        + (f" · ETA {eta:.0f} s" if eta else "")
+        + f" · J = {terms['total']:.4g} (content {terms['content']:.4g}, style {terms['style']:.4g})"
+        + f" · {device}"
+    )
+    return f"{text}\n{note}" if note else text
+
+
+def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
+    weighted = {
+        "total J": frame.losses["total"],
+        "α·content": cfg.content_weight * frame.losses["content"],
+        "β·style": cfg.style_weight * frame.losses["style"],
+    }
+    return [
+        {"step": frame.step, "term": k, "log10 cost": math.log10(v) if v > 0 else None} for k, v in weighted.items()
+    ]
+
+
+_clock = time.perf_counter  # the time budget's clock (tests replace it)
+
+
+def _projected_next(frame: Frame, start: float, preview_every: int) -> float:
+    """Seconds after ``start`` at which the frame after this one would arrive (linear in steps).
+
+    The time per step includes the start-up (loading, targets), so the projection errs on the early side.
+    """
+    elapsed = _clock() - start
+    if frame.step == 0:
+        return elapsed
+    per_step = elapsed / frame.step
+    return elapsed + per_step * max(1, min(preview_every, frame.total_steps - frame.step))
+
+
+def _device_name(model: VGGFeatures) -> str:
+    device = model.device()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "CPU"
