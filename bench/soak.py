@@ -389,7 +389,7 @@ def overflow(url: str, inputs: Inputs, extra: int, timeout: float = 120) -> list
     from gradio_client import Client
     from gradio_client.client import Status
 
-    from style_transfer.limits import queue_limits
+    from space.limits import queue_limits
 
     limits = queue_limits(on_zerogpu=False)
 

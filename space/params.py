@@ -171,6 +171,9 @@ BY_NAME = {p.name: p for p in PARAMS}
 NAMES = tuple(BY_NAME)
 # The parameters that a preset sets, in table order.
 PRESET_FIELDS = tuple(name for name in NAMES if any(name in values for values in PRESETS.values()))
+# The presets the UI can apply in full (every setting they name is a parameter here); e.g. "seed" also sets Adam's
+# beta1 and epsilon, which only the CLI and the Python API expose.
+UI_PRESETS = tuple(name for name, values in PRESETS.items() if set(values) <= set(NAMES))
 
 SUMMARY = "Paint the content image in the style of the style image (Gatys et al.), streaming intermediate results."
 RETURNS = (

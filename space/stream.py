@@ -23,7 +23,7 @@ from .errors import answered, user_error
 from .files import save_result
 from .request import Request
 
-StreamItem = tuple[Image.Image, tuple[Image.Image, Image.Image], pd.DataFrame, str, str | None]
+StreamItem = tuple[Image.Image, tuple[Image.Image, Image.Image] | dict, pd.DataFrame, str, str | None]
 OUT_OF_MEMORY = "Out of memory at this size. Try a smaller output size."
 
 
@@ -60,7 +60,10 @@ def _stream(
     def item(frame: Frame, note: str = "", final: bool = False) -> StreamItem:
         download = save_result(frame, request) if final else None
         status = _status(frame, device, note)
-        return frame.image, (request.content, frame.image), pd.DataFrame(rows), status, download
+        # The before/after slider only at the end: sent with every preview, the same photo was written again into
+        # Gradio's cache each time, in place, and a browser fetching it at that moment got a truncated image.
+        compare = (request.content, frame.image) if final else gr.skip()
+        return frame.image, compare, pd.DataFrame(rows), status, download
 
     try:
         for frame in frames:
@@ -111,6 +114,8 @@ def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
         "α·content": cfg.content_weight * frame.losses["content"],
         "β·style": cfg.style_weight * frame.losses["style"],
     }
+    if "tv" in frame.losses:
+        weighted["smoothness (TV)"] = cfg.tv_weight * frame.losses["tv"]
     return [
         {"step": frame.step, "term": k, "log10 cost": math.log10(v) if v > 0 else None} for k, v in weighted.items()
     ]

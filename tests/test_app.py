@@ -82,7 +82,11 @@ def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
     before, after = final[1]
     assert before["url"] != after["url"]
     plot = final[2]
-    assert plot["columns"] == ["step", "term", "log10 cost"] and len(plot["data"]) == 3 * len(updates)
+    # total J, α·content, β·style and the default smoothing term, for every update
+    assert plot["columns"] == ["step", "term", "log10 cost"] and len(plot["data"]) == 4 * len(updates)
+    assert {row[1] for row in plot["data"]} == {"total J", "α·content", "β·style", "smoothness (TV)"}
+    # The before/after pair comes with the final update only (previews would rewrite the photo in Gradio's cache).
+    assert all(not isinstance(u[1], (list, tuple)) for u in updates[:-1])
 
 
 @pytest.mark.parametrize(

@@ -151,8 +151,9 @@ def test_results_live_in_the_cache(client, style_path):
         content=handle_file(str(style_path)), style=handle_file(str(style_path)), size=32, steps=2, api_name="/stylize"
     )
     paths = []
-    for image, (before, after), _plot, _status, _download in job:
-        paths += [image["path"], before["path"], after["path"]] + ([_download["path"]] if _download else [])
+    for image, compare, _plot, _status, _download in job:
+        pair = [c["path"] for c in compare] if isinstance(compare, (list, tuple)) else []  # final update only
+        paths += [image["path"], *pair] + ([_download["path"]] if _download else [])
     assert any(p.endswith(".png") and "stylized-" in p for p in paths)  # the final download is served too
     cache = _cache_dir()
     assert paths and all(Path(p).resolve().is_relative_to(cache) for p in paths), (cache, paths)
