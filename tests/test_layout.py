@@ -10,15 +10,12 @@ import inspect
 import json
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import gradio as gr
-import httpx
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -26,6 +23,7 @@ from gradio_client.exceptions import AppError
 import space.request
 from space import errors, params
 from style_transfer.config import StyleConfig, default_of, field_spec
+from tests.serving import serve_app, stop_app
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB_FRAMEWORKS = ("gradio", "gradio_client", "pandas", "spaces", "fastapi", "starlette", "uvicorn", "mcp")
@@ -213,42 +211,19 @@ ALARMING = ("error", "traceback", "warning")
 
 def test_python_app_py_starts_cleanly(tmp_path):
     """``python app.py`` as a newcomer runs it: nothing that looks like an error or a warning before it serves."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",  # a terminal shows each line at once; a pipe would hold them back
         "GRADIO_EXAMPLES_CACHE": str(tmp_path / "examples_cache"),
     }
     if "PYTHONPATH" in os.environ:  # where extras may be installed
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc, _url = serve_app(["app.py"], env)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("app.py did not serve")
         time.sleep(3)  # start-up work that ends after the first answer (example caching set-up) prints by now
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        output = proc.communicate(timeout=30)[0]
+        output = stop_app(proc)
     lines = output.splitlines()
     assert any("Running on local URL" in line for line in lines), output
     bad = [line for line in lines if any(word in line.lower() for word in ALARMING)]
