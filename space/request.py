@@ -22,8 +22,8 @@ from style_transfer.config import (
     StyleConfig,
     strength_multiplier,
 )
-from style_transfer.engine import prepare_images, style_side
-from style_transfer.images import ImageError, check_min_side, load_image, resize_longest
+from style_transfer.engine import prepare_images, prepare_style
+from style_transfer.images import ImageError, load_image, resize_longest
 
 from .errors import user_error
 from .limits import MAX_PREVIEWS
@@ -92,9 +92,11 @@ def check_request(values: Mapping[str, object]) -> Request:
         styles = [style_img]
         for name in EXTRA_STYLES:
             if values.get(name) is not None:
-                styles.append(_style_image(values[name], cfg, BY_NAME[name].what))
+                styles.append(prepare_style(values[name], cfg, BY_NAME[name].what))
         background_style = values.get("background_style")
-        background = _style_image(background_style, cfg, BY_NAME["background_style"].what) if background_style else None
+        background = (
+            prepare_style(background_style, cfg, BY_NAME["background_style"].what) if background_style else None
+        )
         mask_img = mask_from_editor(values.get("mask"), content_img.size)
     except (ConfigError, ImageError, ValueError) as exc:
         log.info("request refused: %s", type(exc).__name__)
@@ -107,14 +109,6 @@ def check_request(values: Mapping[str, object]) -> Request:
         cfg.steps,
     )
     return Request(content_img, style_img, cfg, styles, mask_img, background, output_format)
-
-
-def _style_image(source: object, cfg: StyleConfig, name: str) -> Image.Image:
-    """An extra style image at the size the engine will use (as ``prepare_images`` does for the first style)."""
-    img = load_image(source, name=name)
-    img = resize_longest(img, style_side(cfg.size, cfg, max(img.size)))
-    check_min_side(img, name)
-    return img
 
 
 def mask_editor_value(content: object) -> dict:

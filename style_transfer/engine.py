@@ -87,11 +87,16 @@ def load_inputs(
 def prepare_images(content: ImageSource, style: ImageSource, cfg: StyleConfig) -> tuple[Image.Image, Image.Image]:
     """Load both inputs as RGB at the run's size (content: longest side ``cfg.size``; style: × ``style_scale``)."""
     content_img = resize_longest(load_image(content, name="content image"), cfg.size)
-    style_img = load_image(style, name="style image")
-    style_img = resize_longest(style_img, style_side(cfg.size, cfg, max(style_img.size)))
     check_min_side(content_img, "content image")
-    check_min_side(style_img, "style image")
-    return content_img, style_img
+    return content_img, prepare_style(style, cfg, "style image")
+
+
+def prepare_style(style: ImageSource, cfg: StyleConfig, name: str) -> Image.Image:
+    """Load one style image as RGB at the size the run measures it (:func:`style_side`); ``name`` for messages."""
+    img = load_image(style, name=name)
+    img = resize_longest(img, style_side(cfg.size, cfg, max(img.size)))
+    check_min_side(img, name)
+    return img
 
 
 def _check_sides(inputs: Inputs, cfg: StyleConfig, size: int) -> None:

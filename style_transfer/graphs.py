@@ -35,10 +35,11 @@ class GraphedStep:
         optimizer: torch.optim.Optimizer,
         objective: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]],
         project_: Callable[[torch.Tensor], None],
+        start: torch.Tensor,
     ) -> None:
+        """``start`` is a copy of the image before any step (the warm-up's steps are undone with it)."""
         self.image, self.optimizer, self.objective, self.project_ = image, optimizer, objective, project_
         self.shown = torch.empty_like(image, requires_grad=False)
-        start = image.detach().clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -82,7 +83,7 @@ def capture(
     """A captured step, or None (logged) when capture fails: the caller then steps eagerly from the same state."""
     start = image.detach().clone()
     try:
-        return GraphedStep(image, optimizer, objective, project_)
+        return GraphedStep(image, optimizer, objective, project_, start)
     except Exception as exc:  # any capture problem: the eager loop is always correct
         log.warning("CUDA graph capture failed (%s: %s): running the steps eagerly", type(exc).__name__, exc)
         with torch.no_grad():
