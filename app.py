@@ -20,6 +20,7 @@ from space.request import Request, check_request, mask_editor_value
 from space.stream import stream
 from space.zerogpu import ON_ZEROGPU, gpu_duration
 from style_transfer.accel import bf16_supported
+from style_transfer.engine import preload
 from style_transfer.model import load_model
 
 HERE = Path(__file__).parent
@@ -39,6 +40,7 @@ EXAMPLE_PAIRS = [
 # ZeroGPU wants the model on CUDA at import time (its CUDA emulation moves it into the worker); no CUDA op runs here.
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 MODELS = {pooling: load_model("caffe", DEVICE, pooling) for pooling in ("max", "avg")}
+preload()  # the first request would otherwise pay ~1 s of lazy imports (torch.optim's first use)
 # On a CPU start at 256 px, with the steps that finish in under a minute on 2 cores (README, "Defaults"): 150 with
 # native bf16 (42.6 s measured), 100 in fp32, which is ~1.7x slower per step (150 steps took 70.5 s).
 CPU_STEPS = 150 if bf16_supported(torch.device("cpu")) else 100

@@ -1,9 +1,16 @@
-"""The ZeroGPU duration model: how many GPU seconds to ask for a run (``@spaces.GPU(duration=...)``)."""
+"""The ZeroGPU duration model: how many GPU seconds to ask for a run (``@spaces.GPU(duration=...)``).
+
+Fitted to the H100 figures in ``bench/results-gpu/h100.csv`` (README, "GPU timings"); ``tests/test_zerogpu.py``
+keeps the model at or above every row of that table and within 3x of it. A GPU session refreshes the table with
+``python -m bench.gpu --out bench/results-gpu`` and, if that test then fails, refits the constants below.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+
+from style_transfer.config import StyleConfig
 
 from .limits import GPU_DURATION_MAX_S, GPU_DURATION_MIN_S
 from .request import Request
@@ -12,22 +19,54 @@ from .request import Request
 # forked worker).
 ON_ZEROGPU = os.getenv("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
-# NOT yet calibrated on a GPU (no GPU was available when this was written): performance.md derives ~1.2 ms/step at
-# 512 px as the H100 fp32 floor and ~2.7 ms on a ZeroGPU half card; we assume ~4x that in practice (launch overhead,
-# previews) and add start-up (fork, CUDA init, targets).
+# From the call to the first frame in a fresh process: 7.8 s measured at 128 px, most of it CUDA start-up and the
+# cuDNN autotuning that has since been switched off. Kept whole until a GPU session measures the current code.
 GPU_STARTUP_S = 8.0
-GPU_S_PER_STEP_FIXED = 0.004  # kernel launches, optimiser, per step
-GPU_S_PER_MEGAPIXEL_STEP = 0.040  # grows with the number of pixels (~10 ms/step at 512x512)
+# One Adam step: launch-bound at 512 px (7.8-8.5 ms whatever the precision), compute-bound above (10.8 ms at
+# 1024 px, 42 ms at 2048 px). The table gives the longest side only: read as a 3:2 photo, 15.4 and 15.0 ms per
+# megapixel (as a square, 10.3 and 10.0), so the model holds for any aspect. Upper ends of each range taken.
+ADAM_STEP_FLOOR_S = 0.0085
+ADAM_S_PER_MEGAPIXEL = 0.0155
+LBFGS_STEP_FACTOR = 1.7  # one L-BFGS iteration vs one Adam step: 8.2 s vs 4.95 s at 2048 px, scales 0
+# The targets: one forward pass per input image and scale, costed as half a step each.
+TARGET_PASS_STEPS = 0.5
+# Host work inside the GPU function (measured on a 2-core EPYC): each preview's copy to the host and conversion to
+# PIL (17 ms per megapixel), and the result file (PNG: 180 ms per megapixel).
+FRAME_S_PER_MEGAPIXEL = 0.02
+SAVE_S_PER_MEGAPIXEL = 0.2
 GPU_DURATION_MARGIN = 1.5  # the clamp, GPU_DURATION_MIN_S..GPU_DURATION_MAX_S, is in limits.py
 
 
-def estimate_seconds(pixels: int, steps: int) -> float:
-    """Estimated GPU seconds for ``steps`` steps on an image of ``pixels`` pixels (without margin)."""
-    return GPU_STARTUP_S + steps * (GPU_S_PER_STEP_FIXED + GPU_S_PER_MEGAPIXEL_STEP * pixels / 1e6)
+def step_seconds(megapixels: float, optimizer: str) -> float:
+    """Seconds for one optimiser step on an image of ``megapixels`` (H100)."""
+    adam = max(ADAM_STEP_FLOOR_S, ADAM_S_PER_MEGAPIXEL * megapixels)
+    return adam * (LBFGS_STEP_FACTOR if optimizer == "lbfgs" else 1.0)
+
+
+def loop_seconds(width: int, height: int, cfg: StyleConfig, images: int = 2) -> float:
+    """Estimated seconds from the first frame to the final frame (no start-up, no margin).
+
+    ``width`` x ``height`` is the output size; every scale of ``cfg.scale_sizes()`` is costed at its own size, with
+    the target passes of ``images`` input images (content and styles) and its previews.
+    """
+    longest = max(width, height)
+    total = 0.0
+    for size, steps in cfg.scale_sizes():
+        megapixels = width * height * (size / longest) ** 2 / 1e6
+        step = step_seconds(megapixels, cfg.optimizer)
+        frames = math.ceil(steps / cfg.preview_every) + 1
+        total += (steps + TARGET_PASS_STEPS * images) * step + frames * FRAME_S_PER_MEGAPIXEL * megapixels
+    return total + SAVE_S_PER_MEGAPIXEL * width * height / 1e6
+
+
+def estimate_seconds(width: int, height: int, cfg: StyleConfig, images: int = 2) -> float:
+    """Estimated GPU seconds for a whole run, start-up included (without margin)."""
+    return GPU_STARTUP_S + loop_seconds(width, height, cfg, images)
 
 
 def gpu_duration(request: Request, *args: object, **kwargs: object) -> int:
     """ZeroGPU ``duration=`` callable: seconds to request for this run (estimate x margin, clamped)."""
     width, height = request.content.size
-    seconds = estimate_seconds(width * height, request.config.steps) * GPU_DURATION_MARGIN
+    images = 1 + max(1, len(request.styles)) + (request.background is not None)
+    seconds = estimate_seconds(width, height, request.config, images) * GPU_DURATION_MARGIN
     return int(min(GPU_DURATION_MAX_S, max(GPU_DURATION_MIN_S, math.ceil(seconds))))

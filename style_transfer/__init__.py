@@ -11,7 +11,7 @@ Python API::
 
 from . import accel, colour
 from .config import ConfigError, StyleConfig
-from .engine import Frame, NonFiniteLossError, run, stylize
+from .engine import Frame, NonFiniteLossError, preload, run, stylize
 from .images import ImageError, load_image
 from .model import VGGFeatures, load_model
 from .weights import WeightsError
@@ -28,6 +28,7 @@ __all__ = [
     "colour",
     "load_image",
     "load_model",
+    "preload",
     "run",
     "stylize",
 ]

@@ -1,5 +1,7 @@
 """The GPU check command (``python -m bench.gpu``) runs end to end on the CPU, so it is ready when a GPU is."""
 
+import csv
+
 import torch
 
 from bench import gpu
@@ -9,17 +11,25 @@ from style_transfer import StyleConfig, graphs, stylize
 def test_gpu_check_smoke_runs_every_case_and_reports(tmp_path, capsys):
     assert gpu.main(["--smoke", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for case in ("plain loop", "adam+graphs", "lbfgs", "adam, scales 0"):
+    for case in ("cold start", "plain loop", "adam+graphs", "lbfgs", "adam, scales 0", "mask + 3 styles", "high-res"):
         assert case in out
     assert "graphed vs eager J" in out and (tmp_path / "results.json").is_file()
+    rows = list(csv.DictReader((tmp_path / "durations.csv").open()))  # what the ZeroGPU model is checked against
+    assert {r["what"] for r in rows} == {"loop", "call"} and all(float(r["seconds"]) > 0 for r in rows)
+    assert {r["optimizer"] for r in rows} == {"adam", "lbfgs"} and {r["scales"] for r in rows} == {"0", "1"}
 
 
 def test_missed_targets_fail_the_check():
-    slow = gpu.Result("adam", 512, 300, loop_s=2.4, ms_per_step=8.0, first_frame_s=7.8, final_j=1.0, target_s=0.6)
+    cold = gpu.Result(gpu.COLD, 512, 2, loop_s=0.1, ms_per_step=8.0, first_frame_s=7.8, final_j=1.0)
+    slow = gpu.Result("adam", 512, 300, loop_s=2.4, ms_per_step=8.0, first_frame_s=0.5, final_j=1.0, target_s=0.6)
     plain = gpu.Result("plain loop", 512, 300, loop_s=2.5, ms_per_step=8.3, first_frame_s=1.0, final_j=1.0)
     slow.peak_mb, slow.activations_mb = 33000.0, 300.0
-    missed = gpu.check([slow, plain], j_diff=2e-3, smoke=False)
-    assert len(missed) == 5, missed  # time, memory, speed-up, first frame, graphed J
+    missed = gpu.check([cold, slow, plain], j_diff=2e-3, smoke=False)
+    assert len(missed) == 6, missed  # time, memory, speed-up, cold and warm first frame, graphed J
+    fast = gpu.Result("adam", 512, 300, loop_s=0.5, ms_per_step=1.7, first_frame_s=0.1, final_j=1.0, target_s=0.6)
+    fast.peak_mb, fast.activations_mb = 500.0, 300.0
+    cold.first_frame_s = 1.0
+    assert gpu.check([cold, fast, plain], j_diff=1e-5, smoke=False) == []
 
 
 def test_cuda_graphs_never_apply_on_a_cpu(content_path, style_path, model):
