@@ -39,7 +39,9 @@ CASES = {
 
 def _peak_growth_mb(run, tmp_path) -> float:
     """Peak bytes of live tensors during ``run()`` above those at its start (the weights), in MB."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True, acc_events=True
+    ) as prof:
         run()
     path = tmp_path / "memory.json"
     with warnings.catch_warnings():  # deprecated in favour of a CUDA-only recorder; the CPU has no other
