@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from style_transfer import StyleConfig, preload, stylize
 from style_transfer.images import load_image, pil_to_tensor, resize_longest
@@ -44,12 +46,14 @@ CASES: list[tuple[str, int, int, dict, float | None]] = [
     ("adam", 512, 300, {"scales": 1}, 0.6),
     ("adam+graphs", 512, 300, {"scales": 1, "cuda_graphs": "on"}, 0.6),
     ("lbfgs", 512, 300, {"scales": 1, "optimizer": "lbfgs"}, None),
+    ("lbfgs+graphs", 512, 300, {"scales": 1, "optimizer": "lbfgs", "cuda_graphs": "on"}, None),
     ("adam", 1024, 300, {"scales": 1}, 2.5),
     ("adam+graphs", 1024, 300, {"scales": 1, "cuda_graphs": "on"}, 2.5),
     ("high-res preset", 1024, 400, {"scales": 0, "optimizer": "lbfgs"}, None),
     ("adam, scales 0", 2048, 300, {"scales": 0}, 3.0),
     ("adam+graphs, scales 0", 2048, 300, {"scales": 0, "cuda_graphs": "on"}, 3.0),
     ("lbfgs, scales 0", 2048, 300, {"scales": 0, "optimizer": "lbfgs"}, None),
+    ("lbfgs+graphs, scales 0", 2048, 300, {"scales": 0, "optimizer": "lbfgs", "cuda_graphs": "on"}, None),
     (MASKED, 2048, 300, {"scales": 0}, None),
 ]
 SMOKE_SIZES = {512: 48, 1024: 64, 2048: 64}
@@ -164,16 +168,43 @@ def run_plain(size: int, steps: int, device: torch.device) -> Result:
     return result
 
 
-def graph_j_difference(size: int, device: torch.device, model, steps: int = 50) -> float:
-    """|J_graphed − J_eager| / J_eager after ``steps`` Adam steps (0 where graphs do not apply, e.g. on a CPU)."""
-    finals = []
-    for graphs in ("off", "on"):
-        cfg = StyleConfig(size=size, steps=steps, scales=1, preview_every=steps, cuda_graphs=graphs, seed=0)
-        finals.append(list(stylize(CONTENT, STYLE, cfg, model=model))[-1].losses["total"])
-    return abs(finals[1] - finals[0]) / finals[0]
+def graph_j_difference(size: int, device: torch.device, model, steps: int = 50) -> dict[str, float]:
+    """Per optimiser, |J_graphed − J_eager| / J_eager after ``steps`` steps (0 on a CPU, where graphs never apply)."""
+    diffs = {}
+    for optimizer in ("adam", "lbfgs"):
+        finals = []
+        for graphs in ("off", "on"):
+            cfg = StyleConfig(
+                size=size, steps=steps, scales=1, preview_every=steps, optimizer=optimizer, cuda_graphs=graphs
+            )
+            finals.append(list(stylize(CONTENT, STYLE, cfg, model=model))[-1].losses["total"])
+        diffs[optimizer] = abs(finals[1] - finals[0]) / finals[0]
+    return diffs
 
 
-def check(results: list[Result], j_diff: float, smoke: bool) -> list[str]:
+def kernel_profile(size: int, device: torch.device, model, steps: int = 10) -> str:
+    """Kernels per Adam step and the costliest ones at ``size`` px (on a CPU: leaf ATen ops, the launch proxy)."""
+    cfg = StyleConfig(size=size, steps=steps, scales=1, preview_every=steps, device=device.type)
+    list(stylize(CONTENT, STYLE, cfg, model=model))  # warm: nothing below is a first use
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with profile(activities=activities, acc_events=True) as prof:
+        list(stylize(CONTENT, STYLE, cfg, model=model))
+        _sync(device)
+    averages = prof.key_averages()
+    if cuda:
+        kernels = sum(e.count for e in averages if e.device_type == DeviceType.CUDA)
+    else:
+        aten = [e for e in prof.events() if e.name.startswith("aten::")]
+        kernels = sum(1 for e in aten if not any(c.name.startswith("aten::") for c in e.cpu_children))
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return (
+        f"{size} px, {steps} Adam steps (targets and 2 frames included): {kernels / steps:.0f} "
+        f"{'CUDA kernels' if cuda else 'leaf ATen ops'} per step\n{averages.table(sort_by=sort, row_limit=15)}"
+    )
+
+
+def check(results: list[Result], j_diff: dict[str, float], smoke: bool) -> list[str]:
     """Every missed target, as text (none in a smoke run, which only proves the code runs)."""
     if smoke:
         return []
@@ -196,8 +227,9 @@ def check(results: list[Result], j_diff: float, smoke: bool) -> list[str]:
         missed.append(
             f"{slowest.case} 512 px: warm first frame {slowest.first_frame_s:.2f} s > {MAX_WARM_FIRST_FRAME_S} s"
         )
-    if j_diff > MAX_GRAPH_J_DIFF:
-        missed.append(f"graphed vs eager J differs by {j_diff:.2e} > {MAX_GRAPH_J_DIFF}")
+    for optimizer, diff in j_diff.items():
+        if diff > MAX_GRAPH_J_DIFF:
+            missed.append(f"{optimizer}: graphed vs eager J differs by {diff:.2e} > {MAX_GRAPH_J_DIFF}")
     return missed
 
 
@@ -261,15 +293,20 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(table([result]).splitlines()[1], flush=True)
         results.append(run_plain(size, max(steps for _, s, steps, *_ in cases if s == size), device))
+    profiles = [
+        kernel_profile(SMOKE_SIZES.get(size, size) if args.smoke else size, device, model) for size in (512, 2048)
+    ]
     j_diff = graph_j_difference(48 if args.smoke else 512, device, model, steps=6 if args.smoke else 50)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     report = (
         f"device: {device_name}; torch {torch.__version__}; total {time.perf_counter() - started:.1f} s; "
         f"model load {load_s:.2f} s\n"
         f"{table(results)}\n"
-        f"graphed vs eager J after {'6' if args.smoke else '50'} steps: relative difference {j_diff:.2e}"
+        f"graphed vs eager J after {'6' if args.smoke else '50'} steps, relative difference: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in j_diff.items())
         + (" (no CUDA: graphs not used)" if device.type != "cuda" else "")
     )
+    report += "\n\n" + "\n\n".join(profiles)
     missed = check(results, j_diff, args.smoke)
     report += (
         "\n" + ("targets: all met" if not missed and not args.smoke else "") + "\n".join(f"MISSED: {m}" for m in missed)

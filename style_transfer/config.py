@@ -139,8 +139,9 @@ class StyleConfig:
     )
     cuda_graphs: str = _field(
         "off",
-        "On a CUDA GPU, capture each Adam step in a CUDA graph (one launch instead of hundreds per step); falls "
-        "back to eager steps when capture fails. Off until checked on a GPU with python -m bench.gpu.",
+        "On a CUDA GPU, capture each Adam step (or L-BFGS evaluation) in a CUDA graph: one launch instead of "
+        "hundreds per step; falls back to eager steps when capture fails. Off until checked on a GPU with "
+        "python -m bench.gpu.",
         choices=("off", "on"),
         advanced=True,
     )

@@ -339,20 +339,24 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
     :func:`_lbfgs_step`), each preview turns them off for itself (:meth:`_Stage.evaluate_frame`).
     """
     cfg = stage.cfg
-    graphed = graphs.wanted(cfg.cuda_graphs, cfg.optimizer, image.device)
+    lbfgs = cfg.optimizer == "lbfgs"
+    graphed = graphs.wanted(cfg.cuda_graphs, image.device)
     optimizer = _make_optimizer(cfg, image, capturable=graphed)
-    lbfgs = isinstance(optimizer, torch.optim.LBFGS)
-    runner = graphs.capture(image, optimizer, stage.objective, stage.project_) if graphed else None
+    step_graph = closure_graph = None
+    if graphed and lbfgs:
+        closure_graph = graphs.capture_closure(image, lambda x: _lbfgs_loss(stage, x))
+    elif graphed:
+        step_graph = graphs.capture_step(image, optimizer, stage.objective, stage.project_)
     for local in range(steps):
         preview = local % cfg.preview_every == 0
         if lbfgs:
             if preview:
                 yield stage.evaluate_frame(stage.project(image.detach()), offset + local)
-            _lbfgs_step(stage, optimizer, image)
-        elif runner is not None:
-            runner.step()
+            _lbfgs_step(stage, optimizer, image, closure_graph)
+        elif step_graph is not None:
+            step_graph.step()
             if preview:  # the graph's buffers hold the pre-step image and its costs, as in the eager step
-                yield stage.frame(runner.shown, runner.terms, offset + local)
+                yield stage.frame(step_graph.shown, step_graph.terms, offset + local)
         else:
             frame = _adam_step(stage, optimizer, image, offset + local if preview else None)
             if frame is not None:
@@ -380,14 +384,25 @@ def _adam_step(
     return frame
 
 
-def _lbfgs_step(stage: _Stage, optimizer: torch.optim.LBFGS, image: torch.Tensor) -> None:
-    """One L-BFGS iteration (one cost evaluation, no line search) on the unconstrained pixels."""
+def _lbfgs_loss(stage: _Stage, image: torch.Tensor) -> torch.Tensor:
+    """J of the projected image, back-propagated to ``image`` (what an L-BFGS evaluation computes)."""
+    # L-BFGS sees J(project(x)): clamping x in place after its step would break its curvature pairs.
+    total, _ = stage.objective(stage.project(image))
+    total.backward()
+    return total
+
+
+def _lbfgs_step(
+    stage: _Stage, optimizer: torch.optim.LBFGS, image: torch.Tensor, graphed: graphs.GraphedClosure | None = None
+) -> None:
+    """One L-BFGS iteration (one cost evaluation, no line search) on the unconstrained pixels; ``graphed`` replays
+    the evaluation as a CUDA graph."""
 
     def closure() -> torch.Tensor:
+        if graphed is not None:
+            return graphed()
         optimizer.zero_grad(set_to_none=True)
-        # L-BFGS sees J(project(x)): clamping x in place after its step would break its curvature pairs.
-        total, _ = stage.objective(stage.project(image))
-        total.backward()
+        total = _lbfgs_loss(stage, image)
         image.grad = image.grad.contiguous()  # L-BFGS flattens it with .view(-1)
         return total
 
@@ -396,6 +411,7 @@ def _lbfgs_step(stage: _Stage, optimizer: torch.optim.LBFGS, image: torch.Tensor
 
 
 def _make_optimizer(cfg: StyleConfig, image: torch.Tensor, capturable: bool = False) -> torch.optim.Optimizer:
+    """The run's optimiser on ``image``; ``capturable`` (Adam on CUDA) keeps its state on the GPU for a graph."""
     if cfg.optimizer == "lbfgs":
         # Bounded history keeps memory at 2 * history * pixels floats; tolerances 0 so it never stops early.
         return torch.optim.LBFGS(

@@ -1,29 +1,53 @@
-"""One whole Adam step captured as a CUDA graph and replayed: ~530 kernel launches become one.
+"""CUDA graphs of the optimiser's step: the ~530 kernel launches of one step become one replay.
 
-At 512 px on an H100 the eager step is launch-bound (7–8 ms/step; a prototype graph of the same step ran 2.6 ms).
-A graph needs fixed shapes and fixed buffers, which one scale of a run has: the image is optimised in place, the
-targets never change. The graph also copies the image into a ``shown`` buffer before it steps, so a preview shows
-the image and the costs of the same (pre-step) state that the eager loop shows, read without breaking the graph.
+At 512 px on an H100 the eager step is launch-bound (7–8 ms/step; a prototype graph of an Adam step ran 2.6 ms).
+A graph needs fixed shapes and fixed buffers, which one scale of a run has: the image is optimised in place and the
+targets never change. Two kinds, one per optimiser:
 
-Only on CUDA, only for Adam (L-BFGS's step has data-dependent control flow), and only when ``cuda_graphs`` is "on";
-any failure while capturing falls back to the eager step, logged. Nothing here runs on a CPU.
+* :class:`GraphedStep` (Adam): copy the image into a ``shown`` buffer, J and its terms, backward, fused capturable
+  Adam, projection. A preview reads ``shown`` and the terms, the same pre-step state the eager loop shows.
+* :class:`GraphedClosure` (L-BFGS): J of the projected image and its gradient. L-BFGS's own update stays eager: it
+  reads the cost on the host and branches on it.
+
+Only on CUDA and only when ``cuda_graphs`` is "on"; any failure while capturing falls back to eager steps, logged.
+Capture is thread-local, so a request on another thread of the same process is not disturbed. :func:`warm_up` and
+:func:`record` are the only CUDA calls: a test replaces them with eager stand-ins to check the logic on a CPU.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 log = logging.getLogger(__name__)
 
-WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuDNN/cuBLAS pick their kernels, Adam its state)
+WARMUP_CALLS = 3  # eager calls on a side stream before capture (cuDNN/cuBLAS pick their kernels, Adam its state)
 
 
-def wanted(setting: str, optimizer: str, device: torch.device) -> bool:
-    """Whether to capture: ``setting`` is "on", the optimiser is Adam and the device is a CUDA GPU."""
-    return setting == "on" and optimizer == "adam" and device.type == "cuda"
+def wanted(setting: str, device: torch.device) -> bool:
+    """Whether to capture: ``setting`` is "on" and the device is a CUDA GPU."""
+    return setting == "on" and device.type == "cuda"
+
+
+def warm_up(body: Callable[[], Any], calls: int = WARMUP_CALLS) -> None:
+    """Run ``body`` ``calls`` times on a side stream, as capture requires (lazy initialisations happen there)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(calls):
+            body()
+    torch.cuda.current_stream().wait_stream(side)
+
+
+def record(body: Callable[[], Any]) -> tuple[Callable[[], None], Any]:
+    """Capture one call of ``body``: returns ``(replay, outputs)``; each replay rewrites ``outputs`` in place."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        outputs = body()
+    return graph.replay, outputs
 
 
 class GraphedStep:
@@ -40,25 +64,21 @@ class GraphedStep:
         """``start`` is a copy of the image before any step (the warm-up's steps are undone with it)."""
         self.image, self.optimizer, self.objective, self.project_ = image, optimizer, objective, project_
         self.shown = torch.empty_like(image, requires_grad=False)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_STEPS):
-                self._body()
-        torch.cuda.current_stream().wait_stream(side)
-        # The warm-up moved the image and filled Adam's state: back to the start, so the run is the eager run.
+        warm_up(self._body)
+        optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates .grad from the graph's pool
+        self.step, (self.total, self.terms) = record(self._body)
+        # The warm-up moved the image and filled Adam's state: back to the start (in place, where the graph reads
+        # them), so the graphed run is the eager run. After the capture, which runs nothing on a GPU (the tests'
+        # CPU stand-in for it does run the body once).
         with torch.no_grad():
             image.copy_(start)
             for state in optimizer.state.values():
                 for value in state.values():
                     if torch.is_tensor(value):
                         value.zero_()
-        self.graph = torch.cuda.CUDAGraph()
-        optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates .grad from the graph's pool
-        with torch.cuda.graph(self.graph):
-            self.total, self.terms = self._body()
 
     def _body(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
             self.shown.copy_(self.image)
         with torch.enable_grad():
@@ -67,27 +87,63 @@ class GraphedStep:
         self.optimizer.step()
         with torch.no_grad():
             self.project_(self.image)
-        return total, {k: v.detach() for k, v in terms.items()}
-
-    def step(self) -> None:
-        """One optimiser step (no host sync); afterwards ``shown`` and ``terms`` hold the pre-step state."""
-        self.graph.replay()
+        return total.detach(), {k: v.detach() for k, v in terms.items()}
 
 
-def capture(
+class GraphedClosure:
+    """L-BFGS's closure as one replay: the cost of the image and its gradient, left in ``image.grad``.
+
+    ``loss`` computes the cost of ``image`` and back-propagates it (L-BFGS differentiates through the projection).
+    The gradient is kept contiguous (L-BFGS flattens it with ``.view(-1)``), in a buffer the replays rewrite.
+    """
+
+    def __init__(self, image: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.image, self.loss = image, loss
+        warm_up(self._body)  # no optimiser step here: the image is unchanged
+        image.grad = None  # backward in the capture allocates the gradient from the graph's pool
+        self.replay, (self.total, self.grad) = record(self._body)
+
+    def _body(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.image.grad = None
+        with torch.enable_grad():
+            total = self.loss(self.image)
+        return total.detach(), self.image.grad.contiguous()
+
+    def __call__(self) -> torch.Tensor:
+        """One evaluation (no host sync): the cost, with the gradient in ``image.grad``."""
+        self.replay()
+        self.image.grad = self.grad
+        return self.total
+
+
+def capture_step(
     image: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     objective: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]],
     project_: Callable[[torch.Tensor], None],
 ) -> GraphedStep | None:
-    """A captured step, or None (logged) when capture fails: the caller then steps eagerly from the same state."""
+    """A captured Adam step, or None (logged) when capture fails: the caller then steps eagerly from the same state."""
     start = image.detach().clone()
     try:
         return GraphedStep(image, optimizer, objective, project_, start)
     except Exception as exc:  # any capture problem: the eager loop is always correct
-        log.warning("CUDA graph capture failed (%s: %s): running the steps eagerly", type(exc).__name__, exc)
+        _log_fallback(exc)
         with torch.no_grad():
             image.copy_(start)
         optimizer.state.clear()
         optimizer.zero_grad(set_to_none=True)
         return None
+
+
+def capture_closure(image: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor]) -> GraphedClosure | None:
+    """A captured L-BFGS closure, or None (logged) when capture fails: the caller then evaluates eagerly."""
+    try:
+        return GraphedClosure(image, loss)
+    except Exception as exc:  # any capture problem: the eager closure is always correct
+        _log_fallback(exc)
+        image.grad = None
+        return None
+
+
+def _log_fallback(exc: Exception) -> None:
+    log.warning("CUDA graph capture failed (%s: %s): running the steps eagerly", type(exc).__name__, exc)

@@ -1,0 +1,101 @@
+"""The CUDA-graph paths (style_transfer/graphs.py) checked on a CPU, with the two CUDA calls replaced by stand-ins.
+
+A capture is emulated by running the body once; a replay runs it again and copies its outputs into the captured
+ones, as a replay rewrites a graph's static buffers. What this checks is the logic around the graph: the warm-up is
+undone, previews show the pre-step state, L-BFGS gets its cost and gradient, capture failures fall back. With the
+stand-ins the graphed run must equal the eager run exactly. What only a GPU can check (that the captured kernels do
+the same) is ``python -m bench.gpu``'s graphed-vs-eager comparison.
+"""
+
+import logging
+
+import pytest
+import torch
+
+from style_transfer import StyleConfig, graphs, stylize
+
+
+def _outputs(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in _outputs(v)]
+    return [t for v in tree for t in _outputs(v)]
+
+
+@pytest.fixture
+def emulated(monkeypatch) -> list[int]:
+    """Graphs "on" the CPU: returns the list of captures made (one entry each)."""
+    captures: list[int] = []
+
+    def record(body):
+        outputs = body()
+        captures.append(1)
+
+        def replay() -> None:
+            with torch.no_grad():
+                for static, fresh in zip(_outputs(outputs), _outputs(body()), strict=True):
+                    static.copy_(fresh)
+
+        return replay, outputs
+
+    monkeypatch.setattr(graphs, "wanted", lambda setting, device: setting == "on")
+    monkeypatch.setattr(graphs, "warm_up", lambda body, calls=graphs.WARMUP_CALLS: [body() for _ in range(calls)])
+    monkeypatch.setattr(graphs, "record", record)
+    return captures
+
+
+def _run(content, style, model, **settings) -> list[tuple[int, dict, bytes]]:
+    cfg = StyleConfig(**{"size": 32, "steps": 6, "preview_every": 1, "precision": "fp32", **settings})
+    return [(f.step, f.losses, f.image.tobytes()) for f in stylize(content, style, cfg, model=model)]
+
+
+CASES = {
+    "adam": {},
+    "adam, bf16": {"precision": "auto"},
+    "adam, two scales": {"scales": 2, "size": 64},
+    "adam, previews every 4": {"preview_every": 4},
+    "lbfgs": {"optimizer": "lbfgs"},
+    "lbfgs, two scales": {"optimizer": "lbfgs", "scales": 2, "size": 64},
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_graphed_run_equals_the_eager_run(case, emulated, content_path, style_path, model):
+    settings = CASES[case]
+    eager = _run(content_path, style_path, model, cuda_graphs="off", **settings)
+    assert not emulated
+    graphed = _run(content_path, style_path, model, cuda_graphs="on", **settings)
+    assert len(emulated) == settings.get("scales", 1)  # one capture per scale
+    assert [f[:2] for f in graphed] == [f[:2] for f in eager]  # the same steps and costs, bit for bit
+    assert [f[2] for f in graphed] == [f[2] for f in eager]  # the same pictures
+
+
+def test_graphed_run_with_a_mask_equals_the_eager_run(emulated, content_path, style_path, model):
+    from PIL import Image
+
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (0, 0, 32, 48))
+    cfg = StyleConfig(size=32, steps=4, preview_every=1, precision="fp32")
+    eager = [f.losses for f in stylize(content_path, style_path, cfg, model=model, mask=mask)]
+    graphed = [
+        f.losses for f in stylize(content_path, style_path, cfg.replace(cuda_graphs="on"), model=model, mask=mask)
+    ]
+    assert graphed == eager and emulated
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_failed_capture_falls_back_to_the_eager_run(
+    optimizer, emulated, monkeypatch, caplog, content_path, style_path, model
+):
+    eager = _run(content_path, style_path, model, cuda_graphs="off", optimizer=optimizer)
+
+    def broken(body):
+        body()  # a capture that fails after recording part of the work
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphs, "record", broken)
+    with caplog.at_level(logging.WARNING, logger=graphs.__name__):
+        fallen = _run(content_path, style_path, model, cuda_graphs="on", optimizer=optimizer)
+    assert fallen == eager
+    assert "CUDA graph capture failed (RuntimeError" in caplog.text
