@@ -9,7 +9,8 @@ targets never change. Two kinds, one per optimiser:
 * :class:`GraphedClosure` (L-BFGS): J of the projected image and its gradient. L-BFGS's own update stays eager: it
   reads the cost on the host and branches on it.
 
-Only on CUDA and only when ``cuda_graphs`` is "on"; any failure while capturing falls back to eager steps, logged.
+Only on CUDA and only when ``cuda_graphs`` is "on". Each capture is checked: its first replay must give the eager
+cost of the same image (:func:`verify`); any failure or mismatch falls back to eager steps, logged.
 Capture is thread-local, so a request on another thread of the same process is not disturbed. :func:`warm_up` and
 :func:`record` are the only CUDA calls: a test replaces them with eager stand-ins to check the logic on a CPU.
 """
@@ -25,6 +26,18 @@ import torch
 log = logging.getLogger(__name__)
 
 WARMUP_CALLS = 3  # eager calls on a side stream before capture (cuDNN/cuBLAS pick their kernels, Adam its state)
+MAX_RELATIVE_ERROR = 1e-3  # first replay vs the eager cost of the same image: beyond this the graph is not used
+
+
+class GraphMismatch(RuntimeError):
+    """The captured graph's first replay disagrees with the eager computation."""
+
+
+def verify(replayed: torch.Tensor, expected: torch.Tensor) -> None:
+    """Raise :class:`GraphMismatch` unless the replayed cost matches the eager one (one host sync, once per scale)."""
+    got, want = float(replayed), float(expected)
+    if not abs(got - want) <= MAX_RELATIVE_ERROR * abs(want):  # also refuses NaN
+        raise GraphMismatch(f"first replay gave J = {got:.6g}, the eager step {want:.6g}")
 
 
 def wanted(setting: str, device: torch.device) -> bool:
@@ -64,15 +77,23 @@ class GraphedStep:
         """``start`` is a copy of the image before any step (the warm-up's steps are undone with it)."""
         self.image, self.optimizer, self.objective, self.project_ = image, optimizer, objective, project_
         self.shown = torch.empty_like(image, requires_grad=False)
+        with torch.no_grad():
+            expected = objective(image)[0]
         warm_up(self._body)
         optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates .grad from the graph's pool
         self.step, (self.total, self.terms) = record(self._body)
-        # The warm-up moved the image and filled Adam's state: back to the start (in place, where the graph reads
-        # them), so the graphed run is the eager run. After the capture, which runs nothing on a GPU (the tests'
-        # CPU stand-in for it does run the body once).
+        self._restart(start)
+        self.step()
+        verify(self.total, expected)
+        self._restart(start)
+
+    def _restart(self, start: torch.Tensor) -> None:
+        """Back to the start: the image and Adam's state (in place, where the graph reads them), so the graphed run
+        is the eager run after the warm-up, the capture (which runs nothing on a GPU; the tests' CPU stand-in runs
+        it once) and the checked replay."""
         with torch.no_grad():
-            image.copy_(start)
-            for state in optimizer.state.values():
+            self.image.copy_(start)
+            for state in self.optimizer.state.values():
                 for value in state.values():
                     if torch.is_tensor(value):
                         value.zero_()
@@ -99,9 +120,11 @@ class GraphedClosure:
 
     def __init__(self, image: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.image, self.loss = image, loss
-        warm_up(self._body)  # no optimiser step here: the image is unchanged
+        expected = self._body()[0]  # the eager evaluation (no optimiser step here: the image never changes)
+        warm_up(self._body)
         image.grad = None  # backward in the capture allocates the gradient from the graph's pool
         self.replay, (self.total, self.grad) = record(self._body)
+        verify(self(), expected)
 
     def _body(self) -> tuple[torch.Tensor, torch.Tensor]:
         self.image.grad = None

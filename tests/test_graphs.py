@@ -99,3 +99,27 @@ def test_a_failed_capture_falls_back_to_the_eager_run(
         fallen = _run(content_path, style_path, model, cuda_graphs="on", optimizer=optimizer)
     assert fallen == eager
     assert "CUDA graph capture failed (RuntimeError" in caplog.text
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_graph_that_computes_wrong_numbers_is_not_used(
+    optimizer, emulated, monkeypatch, caplog, content_path, style_path, model
+):
+    """The first replay is checked against the eager cost of the same image; a graph that is off by 1% is dropped."""
+    eager = _run(content_path, style_path, model, cuda_graphs="off", optimizer=optimizer)
+
+    def wrong(body):
+        outputs = body()
+
+        def replay() -> None:
+            with torch.no_grad():
+                for static, fresh in zip(_outputs(outputs), _outputs(body()), strict=True):
+                    static.copy_(fresh * 1.01)
+
+        return replay, outputs
+
+    monkeypatch.setattr(graphs, "record", wrong)
+    with caplog.at_level(logging.WARNING, logger=graphs.__name__):
+        checked = _run(content_path, style_path, model, cuda_graphs="on", optimizer=optimizer)
+    assert checked == eager
+    assert "GraphMismatch: first replay gave J" in caplog.text
