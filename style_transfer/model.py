@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 
@@ -47,6 +48,9 @@ class VGGFeatures(nn.Module):
                     raise ValueError(f"weight shape {tuple(weight.shape)} != expected {tuple(conv.weight.shape)}")
                 conv.weight.copy_(weight)
                 conv.bias.copy_(bias)
+        # A bf16 copy for bf16 autocast runs: autocast would cast every weight and bias again on every forward (26
+        # extra kernels per step, all weights re-read); the copy gives the same numbers without them.
+        self.features_bf16 = copy.deepcopy(self.features).to(torch.bfloat16)
         self.prep = prep
         self.register_buffer("mean", torch.tensor(prep.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(prep.std).view(1, 3, 1, 1))
@@ -65,7 +69,11 @@ class VGGFeatures(nn.Module):
         last = max(wanted)
         out: dict[str, torch.Tensor] = {}
         x = self.preprocess(image)
-        for index, module in enumerate(self.features):
+        features = self.features
+        device = x.device.type
+        if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
+            features, x = self.features_bf16, x.to(torch.bfloat16)  # what autocast would give conv1, cast once
+        for index, module in enumerate(features):
             x = module(x)
             if index in wanted:
                 out[wanted[index]] = x

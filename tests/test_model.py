@@ -102,3 +102,23 @@ def test_bad_weights_sources_give_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(type(VGG19_Weights.IMAGENET1K_V1), "get_state_dict", offline)
     with pytest.raises(WeightsError, match="weights='caffe'"):
         load_conv_params("torchvision")
+
+
+def test_bf16_copy_gives_what_autocast_gives(model):
+    """Under bf16 autocast the forward runs the bf16 copy of the weights: the same activations, bit for bit, as
+    autocast casting the fp32 weights itself (which it did again on every forward)."""
+    x = torch.rand(1, 3, 40, 56)
+    layers = ("block1_conv1", "block3_conv1", "block5_conv1")
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        ours = model(x, layers)
+        y, theirs = model.preprocess(x), {}
+        for index, module in enumerate(model.features):  # the fp32 weights, cast by autocast
+            y = module(y)
+            if index in {model.relu_index[n]: n for n in layers}:
+                theirs[{model.relu_index[n]: n for n in layers}[index]] = y
+            if index == model.relu_index["block5_conv1"]:
+                break
+    for name in layers:
+        assert ours[name].dtype == theirs[name].dtype == torch.bfloat16
+        assert torch.equal(ours[name], theirs[name]), name
+    assert model(x, layers)["block1_conv1"].dtype == torch.float32  # without autocast: the fp32 weights
