@@ -105,20 +105,24 @@ def test_bad_weights_sources_give_clear_errors(tmp_path, monkeypatch):
 
 
 def test_bf16_copy_gives_what_autocast_gives(model):
-    """Under bf16 autocast the forward runs the bf16 copy of the weights: the same activations, bit for bit, as
-    autocast casting the fp32 weights itself (which it did again on every forward)."""
+    """Under bf16 autocast a model with a bf16 copy of its weights (as on CUDA) gives the same activations, bit for
+    bit, as autocast casting the fp32 weights itself on every forward."""
+    params, prep = load_conv_params("caffe")
+    twin = VGGFeatures(params, prep, bf16_copy=True)
+    assert model.features_bf16 is None  # CPU models have none
     x = torch.rand(1, 3, 40, 56)
     layers = ("block1_conv1", "block3_conv1", "block5_conv1")
+    used = []
+    handles = [
+        layers_[0].register_forward_hook(lambda *a, w=w: used.append(w))
+        for w, layers_ in (("bf16", twin.features_bf16), ("fp32", twin.features))
+    ]
     with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
-        ours = model(x, layers)
-        y, theirs = model.preprocess(x), {}
-        for index, module in enumerate(model.features):  # the fp32 weights, cast by autocast
-            y = module(y)
-            if index in {model.relu_index[n]: n for n in layers}:
-                theirs[{model.relu_index[n]: n for n in layers}[index]] = y
-            if index == model.relu_index["block5_conv1"]:
-                break
+        ours, theirs = twin(x, layers), model(x, layers)
+    for handle in handles:
+        handle.remove()
+    assert used == ["bf16"]  # the copy ran, not autocast's casts of the fp32 weights
     for name in layers:
         assert ours[name].dtype == theirs[name].dtype == torch.bfloat16
         assert torch.equal(ours[name], theirs[name]), name
-    assert model(x, layers)["block1_conv1"].dtype == torch.float32  # without autocast: the fp32 weights
+    assert twin(x, layers)["block1_conv1"].dtype == torch.float32  # without autocast: the fp32 weights
