@@ -50,16 +50,9 @@ def style_layer_cost(target_ngram: torch.Tensor, a_g: torch.Tensor, mask: torch.
     ``1/(4·nC²) · Σ(G_S/(nH·nW) − G_G/(nH·nW))²`` is the same number when both images have the same size, and
     stays meaningful when the style image has another size (each Gram divided by its own nH·nW).
     """
-    n, n_c, h, w = a_g.shape
-    if mask is not None:
-        return (target_ngram - masked_normalized_gram(a_g, mask)).pow(2).sum() / (4.0 * n_c * n_c)
-    with torch.autocast(a_g.device.type, enabled=False):  # fp32, as in gram()
-        unrolled = a_g.float().reshape(n, n_c, h * w)
-        # G_G/(nH·nW) − G_S in one kernel and the sum of squares as one dot product: this runs every step on every
-        # style layer, and at 512 px a GPU step is bound by its number of kernels (half as many as the plain form).
-        diff = torch.baddbmm(target_ngram, unrolled, unrolled.transpose(1, 2), beta=-1.0, alpha=1.0 / (h * w))
-        flat = diff.reshape(-1)
-        return torch.dot(flat, flat) / (4.0 * n_c * n_c)
+    n_c = a_g.shape[1]
+    generated = normalized_gram(a_g) if mask is None else masked_normalized_gram(a_g, mask)
+    return (target_ngram - generated).pow(2).sum() / (4.0 * n_c * n_c)
 
 
 def style_cost(
