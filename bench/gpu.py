@@ -289,7 +289,7 @@ def write_durations(path: Path, results: list[Result], device_name: str) -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (about a minute or less)")
-    parser.add_argument("--out", type=Path, default=None, help="write results.json and report.txt here")
+    parser.add_argument("--out", type=Path, default=None, help="write results.json, report.txt and durations.csv here")
     args = parser.parse_args(argv)
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     if not args.smoke and device.type != "cuda":
