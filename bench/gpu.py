@@ -117,18 +117,21 @@ def activations_mb(model, size: int, device: torch.device) -> float:
     return total / 2**20
 
 
+def half_mask() -> Image.Image:
+    """A mask of :data:`CONTENT`'s size, white (painted) on its left half."""
+    width, height = load_image(CONTENT).size
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (0, 0, width // 2, height))
+    return mask
+
+
 def run_engine(name: str, size: int, steps: int, overrides: dict, device: torch.device, model) -> Result:
     """One engine run with the default preview interval; times from the call to the first frame and from the first
     to the final frame. The :data:`MASKED` case paints the left half in a blend of three styles."""
     _reset_peak(device)
     cfg = StyleConfig(size=size, steps=steps, device=device.type, **overrides)
-    styles: Path | list[Path] = STYLE
-    mask = None
-    if name == MASKED:
-        styles = STYLES_3
-        width, height = load_image(CONTENT).size
-        mask = Image.new("L", (width, height), 0)
-        mask.paste(255, (0, 0, width // 2, height))
+    styles: Path | list[Path] = STYLES_3 if name == MASKED else STYLE
+    mask = half_mask() if name == MASKED else None
     start = time.perf_counter()
     frames = stylize(CONTENT, styles, cfg, model=model, mask=mask)
     first = next(frames)
@@ -305,10 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     cold_size = SMOKE_SIZES[COLD_SIZE] if args.smoke else COLD_SIZE
     results: list[Result] = [run_engine(COLD, cold_size, COLD_STEPS, {"scales": 1}, device, model)]
     for size in sorted({size for _, size, *_ in cases}):
+        activations = activations_mb(model, size, device)
         for name, _, case_steps, overrides, target in (c for c in cases if c[1] == size):
             result = run_engine(name, size, case_steps, overrides, device, model)
             result.target_s = target
-            result.activations_mb = activations_mb(model, size, device)
+            result.activations_mb = activations
             results.append(result)
             print(table([result]).splitlines()[1], flush=True)
         results.append(run_plain(size, max(steps for _, s, steps, *_ in cases if s == size), device))

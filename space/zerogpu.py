@@ -1,8 +1,9 @@
 """The ZeroGPU duration model: how many GPU seconds to ask for a run (``@spaces.GPU(duration=...)``).
 
-Fitted to the H100 figures in ``bench/results-gpu/h100.csv`` (README, "GPU timings"); ``tests/test_zerogpu.py``
-keeps the model at or above every row of that table and within 3x of it. A GPU session refreshes the table with
-``python -m bench.gpu --out bench/results-gpu`` and, if that test then fails, refits the constants below.
+Fitted to the H100 figures in ``bench/results-gpu/h100-issue11.csv`` (README, "GPU timings and the ZeroGPU
+duration"); ``tests/test_zerogpu.py`` keeps the model at or above every row of every table there and within 3x of
+it. A GPU session adds its rows with ``python -m bench.gpu --out bench/results-gpu`` and, if that test then fails,
+refits the constants below.
 """
 
 from __future__ import annotations

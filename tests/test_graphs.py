@@ -23,10 +23,8 @@ def _outputs(tree) -> list[torch.Tensor]:
     return [t for v in tree for t in _outputs(v)]
 
 
-@pytest.fixture
-def emulated(monkeypatch) -> list[int]:
-    """Graphs "on" the CPU: returns the list of captures made (one entry each)."""
-    captures: list[int] = []
+def _emulated_record(captures: list[int], factor: float = 1.0):
+    """A stand-in for graphs.record: each replay reruns the body into the captured outputs (times ``factor``)."""
 
     def record(body):
         outputs = body()
@@ -35,13 +33,20 @@ def emulated(monkeypatch) -> list[int]:
         def replay() -> None:
             with torch.no_grad():
                 for static, fresh in zip(_outputs(outputs), _outputs(body()), strict=True):
-                    static.copy_(fresh)
+                    static.copy_(fresh * factor)
 
         return replay, outputs
 
+    return record
+
+
+@pytest.fixture
+def emulated(monkeypatch) -> list[int]:
+    """Graphs "on" the CPU: returns the list of captures made (one entry each)."""
+    captures: list[int] = []
     monkeypatch.setattr(graphs, "wanted", lambda setting, device: setting == "on")
     monkeypatch.setattr(graphs, "warm_up", lambda body, calls=graphs.WARMUP_CALLS: [body() for _ in range(calls)])
-    monkeypatch.setattr(graphs, "record", record)
+    monkeypatch.setattr(graphs, "record", _emulated_record(captures))
     return captures
 
 
@@ -108,17 +113,7 @@ def test_a_graph_that_computes_wrong_numbers_is_not_used(
     """The first replay is checked against the eager cost of the same image; a graph that is off by 1% is dropped."""
     eager = _run(content_path, style_path, model, cuda_graphs="off", optimizer=optimizer)
 
-    def wrong(body):
-        outputs = body()
-
-        def replay() -> None:
-            with torch.no_grad():
-                for static, fresh in zip(_outputs(outputs), _outputs(body()), strict=True):
-                    static.copy_(fresh * 1.01)
-
-        return replay, outputs
-
-    monkeypatch.setattr(graphs, "record", wrong)
+    monkeypatch.setattr(graphs, "record", _emulated_record([], factor=1.01))
     with caplog.at_level(logging.WARNING, logger=graphs.__name__):
         checked = _run(content_path, style_path, model, cuda_graphs="on", optimizer=optimizer)
     assert checked == eager

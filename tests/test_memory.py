@@ -11,21 +11,13 @@ import warnings
 
 import pytest
 import torch
-from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
-from bench.gpu import CONTENT, STYLE, STYLES_3, activations_mb
+from bench.gpu import CONTENT, STYLE, STYLES_3, activations_mb, half_mask
 from style_transfer import StyleConfig, stylize
 
 SIZE = 192
 MAX_RATIO = 2.0  # the GPU target, issue 11
-
-
-def _half_mask() -> Image.Image:
-    width, height = Image.open(CONTENT).size
-    mask = Image.new("L", (width, height), 0)
-    mask.paste(255, (0, 0, width // 2, height))
-    return mask
 
 
 CASES = {
@@ -56,7 +48,7 @@ def _peak_growth_mb(run, tmp_path) -> float:
 def test_peak_memory_is_at_most_twice_the_activations(case, model, tmp_path, capsys):
     settings, inputs = CASES[case]
     cfg = StyleConfig(**{"size": SIZE, "steps": 4, "scales": 1, "preview_every": 2, **settings})
-    mask = _half_mask() if inputs.get("mask") else None
+    mask = half_mask() if inputs.get("mask") else None
     styles = STYLES_3 if inputs.get("styles") else STYLE
     background = STYLES_3[1] if mask is not None else None
     peak = _peak_growth_mb(
