@@ -17,10 +17,12 @@ exits 1 when a target is missed, so a GPU session can flip ``cuda_graphs`` on by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -299,28 +301,69 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA GPU here: run with --smoke for the CPU check", file=sys.stderr)
         return 2
     cases = SMOKE_CASES if args.smoke else CASES
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     started = time.perf_counter()
     model = load_model("caffe", device)
     preload()  # as app.py does at start-up
     _sync(device)
     load_s = time.perf_counter() - started
+    # A GPU session may get one try: a part that fails is reported and the run goes on, and everything measured so
+    # far is written after every case, so one broken case (or a dead CUDA context) loses nothing already measured.
+    failed: list[str] = []
+    results: list[Result] = []
+    j_diff: dict[str, float] = {}
+
+    def attempt(what: str, fn, *fn_args):
+        try:
+            return fn(*fn_args)
+        except Exception as exc:  # reported below and in the exit code
+            traceback.print_exc()
+            failed.append(f"{what} failed: {type(exc).__name__}: {exc}")
+            if device.type == "cuda":
+                with contextlib.suppress(Exception):  # a dead CUDA context raises here too
+                    torch.cuda.empty_cache()
+            return None
+
+    def save() -> None:
+        if args.out:
+            _write(args.out, device_name, results, j_diff, report="")
+
     # The first request of the process (after the model is on the device): its first frame is the cold latency.
     cold_size = SMOKE_SIZES[COLD_SIZE] if args.smoke else COLD_SIZE
-    results: list[Result] = [run_engine(COLD, cold_size, COLD_STEPS, {"scales": 1}, device, model)]
+    cold = attempt(COLD, run_engine, COLD, cold_size, COLD_STEPS, {"scales": 1}, device, model)
+    results += [cold] if cold else []
     for size in sorted({size for _, size, *_ in cases}):
-        activations = activations_mb(model, size, device)
+        activations = attempt(f"activations at {size} px", activations_mb, model, size, device)
         for name, _, case_steps, overrides, target in (c for c in cases if c[1] == size):
-            result = run_engine(name, size, case_steps, overrides, device, model)
-            result.target_s = target
-            result.activations_mb = activations
+            result = attempt(f"{name} {size} px", run_engine, name, size, case_steps, overrides, device, model)
+            if result is None:
+                continue
+            result.target_s, result.activations_mb = target, activations
             results.append(result)
             print(table([result]).splitlines()[1], flush=True)
-        results.append(run_plain(size, max(steps for _, s, steps, *_ in cases if s == size), device))
+            save()
+        steps = max(steps for _, s, steps, *_ in cases if s == size)
+        plain = attempt(f"plain loop {size} px", run_plain, size, steps, device)
+        results += [plain] if plain else []
+        save()
+    j_diff = (
+        attempt(
+            "graphed vs eager J", graph_j_difference, 48 if args.smoke else 512, device, model, 6 if args.smoke else 50
+        )
+        or {}
+    )
+    save()
     profiles = [
-        kernel_profile(SMOKE_SIZES.get(size, size) if args.smoke else size, device, model) for size in (512, 2048)
+        attempt(
+            f"kernel profile {size} px",
+            kernel_profile,
+            SMOKE_SIZES.get(size, size) if args.smoke else size,
+            device,
+            model,
+        )
+        or f"kernel profile {size} px: failed"
+        for size in (512, 2048)
     ]
-    j_diff = graph_j_difference(48 if args.smoke else 512, device, model, steps=6 if args.smoke else 50)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     report = (
         f"device: {device_name}; torch {torch.__version__}; total {time.perf_counter() - started:.1f} s; "
         f"model load {load_s:.2f} s\n"
@@ -330,18 +373,24 @@ def main(argv: list[str] | None = None) -> int:
         + (" (no CUDA: graphs not used)" if device.type != "cuda" else "")
     )
     report += "\n\n" + "\n\n".join(profiles)
-    missed = check(results, j_diff, args.smoke)
+    missed = failed + check(results, j_diff, args.smoke)
     report += (
         "\n" + ("targets: all met" if not missed and not args.smoke else "") + "\n".join(f"MISSED: {m}" for m in missed)
     )
     print(report)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        payload = {"device": device_name, "results": [asdict(r) for r in results], "graph_j_diff": j_diff}
-        (args.out / "results.json").write_text(json.dumps(payload, indent=2))
-        (args.out / "report.txt").write_text(report + "\n")
-        write_durations(args.out / "durations.csv", results, device_name)
+        _write(args.out, device_name, results, j_diff, report)
     return 1 if missed else 0
+
+
+def _write(out: Path, device_name: str, results: list[Result], j_diff: dict[str, float], report: str) -> None:
+    """results.json, durations.csv and (once the run is over) report.txt under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"device": device_name, "results": [asdict(r) for r in results], "graph_j_diff": j_diff}
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    write_durations(out / "durations.csv", results, device_name)
+    if report:
+        (out / "report.txt").write_text(report + "\n")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,22 @@ def test_gpu_check_smoke_runs_every_case_and_reports(tmp_path, capsys):
     assert {r["optimizer"] for r in rows} == {"adam", "lbfgs"} and {r["scales"] for r in rows} == {"0", "1"}
 
 
+def test_a_failing_part_is_reported_and_the_rest_still_runs_and_is_saved(tmp_path, capsys, monkeypatch):
+    """A GPU session may get one try: a crash in one case must not lose the figures measured around it."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(gpu, "run_plain", broken)
+    assert gpu.main(["--smoke", "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "MISSED: plain loop 48 px failed: RuntimeError: CUDA error" in out
+    assert "graphed vs eager J" in out and "compute ATen ops" in out  # the parts after the failures ran
+    rows = list(csv.DictReader((tmp_path / "durations.csv").open()))
+    assert len(rows) == 2 * (1 + len(gpu.SMOKE_CASES))  # every engine case (and the cold start) was written
+    assert "MISSED" in (tmp_path / "report.txt").read_text()
+
+
 def test_missed_targets_fail_the_check():
     cold = gpu.Result(gpu.COLD, 512, 2, loop_s=0.1, ms_per_step=8.0, first_frame_s=7.8, final_j=1.0)
     slow = gpu.Result("adam", 512, 300, loop_s=2.4, ms_per_step=8.0, first_frame_s=0.5, final_j=1.0, target_s=0.6)
