@@ -10,14 +10,20 @@ targets never change. Two kinds, one per optimiser:
   reads the cost on the host and branches on it.
 
 Only on CUDA and only when ``cuda_graphs`` is "on". Each capture is checked: its first replay must give the eager
-cost of the same image (:func:`verify`); any failure or mismatch falls back to eager steps, logged.
-Capture is thread-local, so a request on another thread of the same process is not disturbed. :func:`warm_up` and
-:func:`record` are the only CUDA calls: a test replaces them with eager stand-ins to check the logic on a CPU.
+cost of the same image (:func:`verify`); any failure or mismatch falls back to eager steps, logged, and the process
+captures no more graphs (a failed capture can leave CUDA's allocator in capture mode and leak its pool: at most once).
+One capture at a time per process (a lock): ``torch.cuda.graph`` synchronises the device on entry and shares one
+capture stream. Other threads' eager work and replays go on meanwhile (``capture_error_mode="thread_local"``).
+:func:`warm_up` and :func:`record` are the only CUDA calls: a test replaces them with eager stand-ins to check the
+logic on a CPU. :data:`counts` tells a benchmark whether its graphs were really used.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +33,12 @@ log = logging.getLogger(__name__)
 
 WARMUP_CALLS = 3  # eager calls on a side stream before capture (cuDNN/cuBLAS pick their kernels, Adam its state)
 MAX_RELATIVE_ERROR = 1e-3  # first replay vs the eager cost of the same image: beyond this the graph is not used
+
+
+_lock = threading.Lock()  # one capture at a time in the process
+_streams: dict[torch.device, tuple[torch.cuda.Stream, torch.cuda.Stream]] = {}  # per GPU: (warm-up, capture)
+disabled: str | None = None  # why the process stopped capturing (the first failure), or None
+counts: collections.Counter[str] = collections.Counter()  # "captured", "fallback", "skipped"
 
 
 class GraphMismatch(RuntimeError):
@@ -45,9 +57,17 @@ def wanted(setting: str, device: torch.device) -> bool:
     return setting == "on" and device.type == "cuda"
 
 
+def _side_streams() -> tuple[torch.cuda.Stream, torch.cuda.Stream]:
+    """This GPU's warm-up and capture streams, made once (two calls to the stream pool give two distinct streams)."""
+    device = torch.device("cuda", torch.cuda.current_device())
+    if device not in _streams:
+        _streams[device] = (torch.cuda.Stream(device), torch.cuda.Stream(device))
+    return _streams[device]
+
+
 def warm_up(body: Callable[[], Any], calls: int = WARMUP_CALLS) -> None:
     """Run ``body`` ``calls`` times on a side stream, as capture requires (lazy initialisations happen there)."""
-    side = torch.cuda.Stream()
+    side = _side_streams()[0]
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(calls):
@@ -57,8 +77,11 @@ def warm_up(body: Callable[[], Any], calls: int = WARMUP_CALLS) -> None:
 
 def record(body: Callable[[], Any]) -> tuple[Callable[[], None], Any]:
     """Capture one call of ``body``: returns ``(replay, outputs)``; each replay rewrites ``outputs`` in place."""
+    stream = _side_streams()[1]
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+    # The outer context gives the caller its stream back even when the capture fails at its end (torch.cuda.graph's
+    # own exit then skips that), so a later step on this thread does not run on the capture stream.
+    with torch.cuda.stream(stream), torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
         outputs = body()
     return graph.replay, outputs
 
@@ -146,27 +169,54 @@ def capture_step(
     project_: Callable[[torch.Tensor], None],
 ) -> GraphedStep | None:
     """A captured Adam step, or None (logged) when capture fails: the caller then steps eagerly from the same state."""
-    start = image.detach().clone()
-    try:
-        return GraphedStep(image, optimizer, objective, project_, start)
-    except Exception as exc:  # any capture problem: the eager loop is always correct
-        _log_fallback(exc)
-        with torch.no_grad():
-            image.copy_(start)
-        optimizer.state.clear()
-        optimizer.zero_grad(set_to_none=True)
-        return None
+    with _lock, _on(image.device):
+        if _skipped():
+            return None
+        start = image.detach().clone()
+        try:
+            graph = GraphedStep(image, optimizer, objective, project_, start)
+        except Exception as exc:  # any capture problem: the eager loop is always correct
+            _fall_back(exc)
+            with torch.no_grad():
+                image.copy_(start)
+            optimizer.state.clear()
+            optimizer.zero_grad(set_to_none=True)
+            return None
+        counts["captured"] += 1
+        return graph
 
 
 def capture_closure(image: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor]) -> GraphedClosure | None:
     """A captured L-BFGS closure, or None (logged) when capture fails: the caller then evaluates eagerly."""
-    try:
-        return GraphedClosure(image, loss)
-    except Exception as exc:  # any capture problem: the eager closure is always correct
-        _log_fallback(exc)
-        image.grad = None
-        return None
+    with _lock, _on(image.device):
+        if _skipped():
+            return None
+        try:
+            graph = GraphedClosure(image, loss)
+        except Exception as exc:  # any capture problem: the eager closure is always correct
+            _fall_back(exc)
+            image.grad = None
+            return None
+        counts["captured"] += 1
+        return graph
 
 
-def _log_fallback(exc: Exception) -> None:
-    log.warning("CUDA graph capture failed (%s: %s): running the steps eagerly", type(exc).__name__, exc)
+def _on(device: torch.device) -> contextlib.AbstractContextManager:
+    """The image's GPU as the current device while capturing (streams and graphs are made on the current one)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _skipped() -> bool:
+    if disabled is None:
+        return False
+    counts["skipped"] += 1
+    return True
+
+
+def _fall_back(exc: Exception) -> None:
+    global disabled
+    disabled = f"{type(exc).__name__}: {exc}"
+    counts["fallback"] += 1
+    log.warning(
+        "CUDA graph capture failed (%s): running the steps eagerly, and no more captures in this process", disabled
+    )

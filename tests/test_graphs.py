@@ -44,6 +44,8 @@ def _emulated_record(captures: list[int], factor: float = 1.0):
 def emulated(monkeypatch) -> list[int]:
     """Graphs "on" the CPU: returns the list of captures made (one entry each)."""
     captures: list[int] = []
+    monkeypatch.setattr(graphs, "disabled", None)  # a test's failed capture must not switch graphs off for the next
+    monkeypatch.setattr(graphs, "counts", graphs.collections.Counter())
     monkeypatch.setattr(graphs, "wanted", lambda setting, device: setting == "on")
     monkeypatch.setattr(graphs, "warm_up", lambda body, calls=graphs.WARMUP_CALLS: [body() for _ in range(calls)])
     monkeypatch.setattr(graphs, "record", _emulated_record(captures))
@@ -104,6 +106,46 @@ def test_a_failed_capture_falls_back_to_the_eager_run(
         fallen = _run(content_path, style_path, model, cuda_graphs="on", optimizer=optimizer)
     assert fallen == eager
     assert "CUDA graph capture failed (RuntimeError" in caplog.text
+    assert graphs.counts == {"fallback": 1}
+
+
+def test_after_a_failed_capture_the_process_captures_no_more(emulated, monkeypatch, content_path, style_path, model):
+    """A capture that fails at its end can leave CUDA's allocator in capture mode and leak its pool: once is enough."""
+    eager = _run(content_path, style_path, model, cuda_graphs="off")
+    monkeypatch.setattr(graphs, "record", lambda body: (_ for _ in ()).throw(RuntimeError("capture invalidated")))
+    _run(content_path, style_path, model, cuda_graphs="on")
+    monkeypatch.setattr(graphs, "record", _emulated_record(emulated))
+    later = [_run(content_path, style_path, model, cuda_graphs="on", optimizer=o) for o in ("adam", "lbfgs")]
+    assert not emulated and later[0] == eager  # never tried again; eager steps, the same run
+    assert graphs.counts == {"fallback": 1, "skipped": 2} and graphs.disabled == "RuntimeError: capture invalidated"
+
+
+def test_captures_never_overlap(emulated, monkeypatch, content_path, style_path, model):
+    """torch.cuda.graph shares one capture stream per process and synchronises the device on entry: two requests
+    capturing at once would record into each other's graphs. Steps and replays may overlap; captures may not."""
+    import threading
+    import time
+
+    inside, most = [0], [0]
+    record = _emulated_record(emulated)
+
+    def slow_record(body):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.2)  # long enough for the other thread to reach its capture
+        try:
+            return record(body)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(graphs, "record", slow_record)
+    runs = [threading.Thread(target=_run, args=(content_path, style_path, model), kwargs={"cuda_graphs": "on"})]
+    runs.append(threading.Thread(target=_run, args=(content_path, style_path, model), kwargs={"cuda_graphs": "on"}))
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert len(emulated) == 2 and most[0] == 1
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
