@@ -4,7 +4,8 @@ Measured reasons (README, Performance; ../shared/docs/performance.md):
 * bf16 autocast of the VGG forward/backward is ~1.9x faster per step on this AVX-512-BF16 CPU and uses the tensor
   cores on a GPU; the Gram matrices and costs stay fp32 (an fp16 Gram overflows, bf16 loses the small residuals).
 * On CUDA: no cuDNN autotuning (memory spikes), TF32 for convs/matmuls outside autocast, channels_last,
-  fused Adam (no host syncs).
+  fused Adam (no host syncs). TF32 also runs the fp32 Gram matmuls: in a bf16 run their inputs are bf16 values,
+  which TF32 holds exactly (sums stay fp32); an fp32 run (L-BFGS) gets products of 10-bit-mantissa inputs there.
 * L-BFGS keeps fp32: its curvature pairs are unreliable in 16-bit.
 """
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 def bf16_supported(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively (not emulated) on ``device``."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Ampere or later; torch's default also says yes for older GPUs (T4, V100), which only emulate bf16.
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

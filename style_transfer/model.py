@@ -100,7 +100,7 @@ def _cached(weights: str, device: str, pooling: str) -> VGGFeatures:
     params, prep = load_conv_params(weights)
     # The layout is chosen once here: the model is shared by concurrent requests and must not change under them.
     cuda = torch.device(device).type == "cuda"
-    model = VGGFeatures(params, prep, pooling, bf16_copy=cuda)
+    model = VGGFeatures(params, prep, pooling, bf16_copy=cuda and accel.bf16_supported(torch.device(device)))
     return model.to(device).to(memory_format=accel.memory_format(torch.device(device)))
 
 

@@ -36,6 +36,20 @@ def test_bf16_without_native_support_falls_back_to_fp32(monkeypatch, caplog):
     assert "no native bf16" in caplog.text
 
 
+def test_a_gpu_that_only_emulates_bf16_runs_fp32(monkeypatch):
+    """torch.cuda.is_bf16_supported() says yes for a T4 or V100 by default (emulated bf16); "auto" must pick fp32
+    there. The GPU query is replaced by one that answers like such a GPU."""
+    import contextlib
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    gpu = torch.device("cuda")
+    assert accel.bf16_supported(gpu) is False
+    assert accel.use_bf16(StyleConfig(precision="auto"), gpu) is False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100 or H100
+    assert accel.use_bf16(StyleConfig(precision="auto"), gpu) is True
+
+
 @pytest.mark.skipif(
     not accel.bf16_supported(torch.device("cpu")),
     reason="this CPU has no native bf16 (no AVX-512-BF16/AMX): the fast path is not used here, so there is "
