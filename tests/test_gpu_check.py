@@ -54,6 +54,19 @@ def test_missed_targets_fail_the_check():
     fast.peak_mb, fast.activations_mb = 500.0, 300.0
     cold.first_frame_s = 1.0
     assert gpu.check([cold, fast, plain], j_diff={"adam": 1e-5, "lbfgs": 1e-4}, smoke=False) == []
+    assert gpu.check([cold, fast, plain], j_diff={"adam, eager twice": 2e-3}, smoke=False) == []  # the noise floor
+
+
+def test_graphed_rows_whose_graphs_were_not_used_fail_the_check():
+    """A capture that falls back runs eager steps: its timings must not pass for the graphs' (nor its J check)."""
+    used = gpu.Result("adam+graphs", 512, 300, loop_s=0.5, ms_per_step=1.7, first_frame_s=0.1, final_j=1.0)
+    used.captures = 1
+    eager = gpu.Result("adam+graphs", 1024, 300, loop_s=2.0, ms_per_step=6.7, first_frame_s=0.2, final_j=1.0)
+    eager.fallbacks = 1
+    assert gpu.check([used], j_diff={}, smoke=False) == []
+    assert gpu.check([used, eager], j_diff={}, smoke=False) == [
+        "adam+graphs 1024 px: graphs not used (0 captured, 1 fell back)"
+    ]
 
 
 def test_cuda_graphs_never_apply_on_a_cpu(content_path, style_path, model):
