@@ -7,11 +7,41 @@ import functools
 import threading
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import accel
 from .layers import LAYER_NAMES, VGG19_BLOCKS
 from .weights import Preprocessing, load_conv_params
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    """2×2 max pooling that keeps no indices for backward: they are recomputed there from the input, which backward
+    holds anyway (the in-place ReLU before the pooling saved it). The int64 indices took 2 bytes per input element
+    through every step's backward, about a fifth of the activations; recomputing them is one pooling pass per layer.
+    The gradients are the same as ``nn.MaxPool2d``'s, bit for bit."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return F.max_pool2d(x, 2, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        args = ([2, 2], [2, 2], [0, 0], [1, 1], False)  # kernel, stride, padding, dilation, ceil_mode
+        _, indices = torch.ops.aten.max_pool2d_with_indices(x, *args)
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *args, indices)
+
+
+class LeanMaxPool2d(nn.MaxPool2d):
+    """VGG's 2×2 max pooling, with :class:`_MaxPool2x2` when a gradient will flow through it."""
+
+    def __init__(self) -> None:
+        super().__init__(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _MaxPool2x2.apply(x) if torch.is_grad_enabled() and x.requires_grad else super().forward(x)
 
 
 def build_vgg19_features(pooling: str = "max") -> tuple[nn.Sequential, dict[str, int]]:
@@ -25,7 +55,7 @@ def build_vgg19_features(pooling: str = "max") -> tuple[nn.Sequential, dict[str,
             layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
             relu_index[next(names)] = len(layers) - 1
             in_ch = out_ch
-        layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+        layers.append(LeanMaxPool2d() if pooling == "max" else nn.AvgPool2d(2, 2))
     return nn.Sequential(*layers), relu_index
 
 

@@ -126,3 +126,31 @@ def test_bf16_copy_gives_what_autocast_gives(model):
         assert ours[name].dtype == theirs[name].dtype == torch.bfloat16
         assert torch.equal(ours[name], theirs[name]), name
     assert twin(x, layers)["block1_conv1"].dtype == torch.float32  # without autocast: the fp32 weights
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_lean_max_pooling_equals_torchs_bit_for_bit(dtype, layout):
+    from torch import nn
+
+    from style_transfer.model import LeanMaxPool2d
+
+    torch.manual_seed(0)
+    x = (torch.randn(1, 8, 10, 14) * 3).to(dtype).contiguous(memory_format=layout)
+    x[..., :2, :2] = 1.0  # ties inside a window: both must pick the same element
+    grad = torch.randn(1, 8, 5, 7).to(dtype)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ours, out_theirs = LeanMaxPool2d()(ours), nn.MaxPool2d(2, 2)(theirs)
+    out_ours.backward(grad)
+    out_theirs.backward(grad)
+    assert torch.equal(out_ours, out_theirs) and torch.equal(ours.grad, theirs.grad)
+    assert ours.grad.is_contiguous(memory_format=layout)
+
+
+def test_backward_keeps_no_pooling_indices(model):
+    """The int64 indices of max pooling were about a fifth of the activations, held through every step's backward."""
+    saved: list[torch.Tensor] = []
+    image = torch.rand(1, 3, 64, 48, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        model(image, ("block5_conv1",))
+    assert saved and not [t for t in saved if t.dtype == torch.int64]
