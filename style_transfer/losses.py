@@ -17,12 +17,49 @@ def content_cost(a_c: torch.Tensor, a_g: torch.Tensor) -> torch.Tensor:
     return (a_c.float() - a_g.float()).pow(2).sum() / (4.0 * n_h * n_w * n_c)
 
 
+class _Gram(torch.autograd.Function):
+    """``W·Wᵀ`` in fp32 with ``W = (a · weight)`` unrolled to (N, nC, nH·nW); ``weight`` (1, 1, nH, nW) may be None.
+
+    For backward it keeps only ``a``, which autograd holds anyway (it is a ReLU's output), never the fp32 copy of a
+    bf16 ``a`` nor the weighted copy, and it recomputes ``W`` there: those copies were about 40% of the activations
+    in a bf16 run, and two per layer more with a mask and a background style. Its gradient, ``(gG + gGᵀ)·W · weight``,
+    is one matmul where autograd's takes two. Double backward is not supported (nothing here needs it).
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(a, weight)
+        unrolled = _weighted(a, weight)
+        return unrolled @ unrolled.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        a, weight = ctx.saved_tensors
+        n, c, h, w = a.shape
+        with torch.autocast(a.device.type, enabled=False):
+            unrolled = _weighted(a, weight)
+            sym = grad + grad.transpose(1, 2)
+            if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+                # (N, nH·nW, nC) rows are the channels_last layout: the gradient comes out in a's layout, no copy
+                out = (unrolled.transpose(1, 2) @ sym.transpose(1, 2)).transpose(1, 2).view(n, c, h, w)
+            else:
+                out = (sym @ unrolled).view(n, c, h, w)
+            if weight is not None:
+                out = out * weight
+        return out.to(a.dtype), None
+
+
+def _weighted(a: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """``a`` in fp32 (or wider), times ``weight`` if given, unrolled to (N, nC, nH·nW) (a view where it can be)."""
+    n, c, h, w = a.shape
+    x = a.to(torch.promote_types(a.dtype, torch.float32))
+    return (x if weight is None else x * weight.to(x.dtype)).reshape(n, c, h * w)
+
+
 def gram(a: torch.Tensor) -> torch.Tensor:
     """Gram matrix ``G = A·Aᵀ`` of the activations unrolled to ``A`` of shape ``(nC, nH·nW)``; shape (N, nC, nC)."""
-    n, c, h, w = a.shape
     with torch.autocast(a.device.type, enabled=False):  # autocast would run the matmul in bf16/fp16
-        unrolled = a.float().reshape(n, c, h * w)
-        return unrolled @ unrolled.transpose(1, 2)
+        return _Gram.apply(a, None)
 
 
 def normalized_gram(a: torch.Tensor) -> torch.Tensor:
@@ -37,10 +74,8 @@ def masked_normalized_gram(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     With a mask of ones this equals :func:`normalized_gram`; a region's style statistics are compared as if that
     region were the whole image. An empty mask gives a zero Gram.
     """
-    n, c, h, w = a.shape
     with torch.autocast(a.device.type, enabled=False):
-        weighted = (a.float() * mask.float()).reshape(n, c, h * w)
-        return weighted @ weighted.transpose(1, 2) / mask.sum().clamp_min(1e-8)
+        return _Gram.apply(a, mask) / mask.sum().clamp_min(1e-8)
 
 
 def style_layer_cost(target_ngram: torch.Tensor, a_g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
