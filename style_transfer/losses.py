@@ -44,8 +44,9 @@ class _Gram(torch.autograd.Function):
                 out = (unrolled.transpose(1, 2) @ sym.transpose(1, 2)).transpose(1, 2).view(n, c, h, w)
             else:
                 out = (sym @ unrolled).view(n, c, h, w)
+            del unrolled  # freed before the next layer-sized tensor: this runs at backward's peak, in block1
             if weight is not None:
-                out = out * weight
+                out.mul_(weight.to(out.dtype))  # in place, for the same reason
         return out.to(a.dtype), None
 
 
