@@ -1,8 +1,8 @@
 """The ZeroGPU duration model: how many GPU seconds to ask for a run (``@spaces.GPU(duration=...)``).
 
-Fitted to the H100 figures in ``bench/results-gpu/h100-issue11.csv`` (README, "GPU timings and the ZeroGPU
-duration"); ``tests/test_zerogpu.py`` keeps the model at or above every row of every table there and within 3x of
-it. A GPU session adds its rows with ``python -m bench.gpu --out bench/results-gpu`` and, if that test then fails,
+Fitted to the H100 figures in ``bench/results-gpu/h100-issue11.csv`` and the H200 runs of ``python -m bench.gpu``
+beside it (README, "GPU timings and the ZeroGPU duration"); ``tests/test_zerogpu.py`` keeps the model at or above
+every row of every table there and within 3x of the eager ones. A GPU session adds its rows with ``python -m bench.gpu --out bench/results-gpu`` and, if that test then fails,
 refits the constants below.
 """
 
@@ -23,10 +23,12 @@ ON_ZEROGPU = os.getenv("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 # From the call to the first frame in a fresh process: 7.8 s measured at 128 px, most of it CUDA start-up and the
 # cuDNN autotuning that has since been switched off. Kept whole until a GPU session measures the current code.
 GPU_STARTUP_S = 8.0
-# One Adam step: launch-bound at 512 px (7.8-8.5 ms whatever the precision), compute-bound above (10.8 ms at
-# 1024 px, 42 ms at 2048 px). The table gives the longest side only: read as a 3:2 photo, 15.4 and 15.0 ms per
-# megapixel (as a square, 10.3 and 10.0), so the model holds for any aspect. Upper ends of each range taken.
-ADAM_STEP_FLOOR_S = 0.0085
+# One eager Adam step (what a run falls back to when a CUDA-graph capture fails; graphed steps are 2-4x faster):
+# launch-bound at 512 px (7.8-8.5 ms on the issue's H100, 7.8-9.3 ms on an H200 in bench/results-gpu, the host's
+# speed decides), compute-bound above (10.8 ms at 1024 px, 42 ms at 2048 px on the H100). The H100 table gives the
+# longest side only: read as a 3:2 photo, 15.4 and 15.0 ms per megapixel (as a square, 10.3 and 10.0), so the
+# model holds for any aspect. Upper ends of each range taken.
+ADAM_STEP_FLOOR_S = 0.0095
 ADAM_S_PER_MEGAPIXEL = 0.0155
 LBFGS_STEP_FACTOR = 1.7  # one L-BFGS iteration vs one Adam step: 8.2 s vs 4.95 s at 2048 px, scales 0
 # The targets: one forward pass per input image and scale, costed as half a step each.
