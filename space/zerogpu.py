@@ -2,8 +2,9 @@
 
 Fitted to the H100 figures in ``bench/results-gpu/h100-issue11.csv`` and the H200 runs of ``python -m bench.gpu``
 beside it (README, "GPU timings and the ZeroGPU duration"); ``tests/test_zerogpu.py`` keeps the model at or above
-every row of every table there and within 3x of the eager ones. A GPU session adds its rows with ``python -m bench.gpu --out bench/results-gpu`` and, if that test then fails,
-refits the constants below.
+every row of every table there and within 3x of the eager ones. A GPU session adds its rows with
+``bash bench/gpu_session.sh`` (or ``python -m bench.gpu --out ...``) and, if that test then fails, refits the
+constants below.
 """
 
 from __future__ import annotations
