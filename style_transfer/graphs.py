@@ -169,48 +169,41 @@ def capture_step(
     project_: Callable[[torch.Tensor], None],
 ) -> GraphedStep | None:
     """A captured Adam step, or None (logged) when capture fails: the caller then steps eagerly from the same state."""
-    with _lock, _on(image.device):
-        if _skipped():
-            return None
-        start = image.detach().clone()
-        try:
-            graph = GraphedStep(image, optimizer, objective, project_, start)
-        except Exception as exc:  # any capture problem: the eager loop is always correct
-            _fall_back(exc)
-            with torch.no_grad():
-                image.copy_(start)
-            optimizer.state.clear()
-            optimizer.zero_grad(set_to_none=True)
-            return None
-        counts["captured"] += 1
-        return graph
+    start = image.detach().clone()
+
+    def undo() -> None:
+        with torch.no_grad():
+            image.copy_(start)
+        optimizer.state.clear()
+        optimizer.zero_grad(set_to_none=True)
+
+    return _capture(image.device, lambda: GraphedStep(image, optimizer, objective, project_, start), undo)
 
 
 def capture_closure(image: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor]) -> GraphedClosure | None:
     """A captured L-BFGS closure, or None (logged) when capture fails: the caller then evaluates eagerly."""
-    with _lock, _on(image.device):
-        if _skipped():
+
+    def undo() -> None:
+        image.grad = None
+
+    return _capture(image.device, lambda: GraphedClosure(image, loss), undo)
+
+
+def _capture(device: torch.device, build: Callable[[], Any], undo: Callable[[], None]) -> Any:
+    """``build()`` under the capture lock on ``device``; on any failure ``undo()`` and None (the eager loop is
+    always correct), and None without trying once a capture has failed in this process."""
+    with _lock, torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        if disabled is not None:
+            counts["skipped"] += 1
             return None
         try:
-            graph = GraphedClosure(image, loss)
-        except Exception as exc:  # any capture problem: the eager closure is always correct
+            graph = build()
+        except Exception as exc:  # any capture problem
             _fall_back(exc)
-            image.grad = None
+            undo()
             return None
         counts["captured"] += 1
         return graph
-
-
-def _on(device: torch.device) -> contextlib.AbstractContextManager:
-    """The image's GPU as the current device while capturing (streams and graphs are made on the current one)."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def _skipped() -> bool:
-    if disabled is None:
-        return False
-    counts["skipped"] += 1
-    return True
 
 
 def _fall_back(exc: Exception) -> None:
