@@ -7,8 +7,11 @@ the network runs in lower precision: an fp16 Gram overflows and bf16 loses the s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+
+from . import accel
 
 
 def content_cost(a_c: torch.Tensor, a_g: torch.Tensor) -> torch.Tensor:
@@ -24,17 +27,24 @@ class _Gram(torch.autograd.Function):
     bf16 ``a`` nor the weighted copy, and it recomputes ``W`` there: those copies were about 40% of the activations
     in a bf16 run, and two per layer more with a mask and a background style. Its gradient, ``(gG + gGᵀ)·W · weight``,
     is one matmul where autograd's takes two. Double backward is not supported (nothing here needs it).
+
+    bf16 activations on a GPU, without a weight, skip the fp32 copy altogether (:func:`_bf16_gram`,
+    ``accel.bf16_gram``): the matmul reads bf16 and writes fp32, and the gradient is computed in bf16.
     """
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(a, weight)
-        unrolled = _weighted(a, weight)
-        return unrolled @ unrolled.transpose(1, 2)
+        ctx.bf16 = weight is None and _bf16_kernels(a)
+        if ctx.bf16:
+            return accel.bf16_gram(_bf16_gram, _fp32_gram, a, ctx)
+        return _fp32_gram(a, ctx, weight)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         a, weight = ctx.saved_tensors
+        if ctx.bf16:
+            return _bf16_gram_backward(a, grad), None
         n, c, h, w = a.shape
         with torch.autocast(a.device.type, enabled=False):
             unrolled = _weighted(a, weight)
@@ -48,6 +58,42 @@ class _Gram(torch.autograd.Function):
             if weight is not None:
                 out.mul_(weight.to(out.dtype))  # in place, for the same reason
         return out.to(a.dtype), None
+
+
+def _fp32_gram(a: torch.Tensor, ctx: Any, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The Gram of ``a`` (times ``weight``) in fp32 arithmetic; ``ctx`` is told that backward must match."""
+    ctx.bf16 = False
+    unrolled = _weighted(a, weight)
+    return unrolled @ unrolled.transpose(1, 2)
+
+
+def _bf16_kernels(a: torch.Tensor) -> bool:
+    """Whether the Gram of ``a`` takes the bf16 path: bf16 activations on a GPU (``torch.bmm``'s ``out_dtype`` is
+    CUDA-only in torch 2.11), unless turned off."""
+    return a.is_cuda and a.dtype == torch.bfloat16 and accel.bf16_gram.on
+
+
+def _fp32_out_bmm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x @ y`` of bf16 batches with an fp32 result (bf16 products are exact in fp32; the sums are fp32)."""
+    return torch.bmm(x, y, out_dtype=torch.float32)
+
+
+def _bf16_gram(a: torch.Tensor, ctx: Any) -> torch.Tensor:
+    """The Gram of bf16 ``a`` without an fp32 copy of it: the same products and fp32 sums as the fp32 path."""
+    n, c, h, w = a.shape
+    unrolled = a.reshape(n, c, h * w)  # a view in both layouts (channels_last: (N, nH·nW, nC) rows)
+    return _fp32_out_bmm(unrolled, unrolled.transpose(1, 2))
+
+
+def _bf16_gram_backward(a: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``(gG + gGᵀ)·A`` as a bf16 matmul, in ``a``'s layout and dtype: the gradient the network's bf16 backward
+    takes anyway, with no fp32 copy of ``a`` and no cast of the result."""
+    n, c, h, w = a.shape
+    unrolled = a.reshape(n, c, h * w)
+    sym = (grad + grad.transpose(1, 2)).to(a.dtype)
+    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        return (unrolled.transpose(1, 2) @ sym.transpose(1, 2)).transpose(1, 2).view(n, c, h, w)
+    return (sym @ unrolled).view(n, c, h, w)
 
 
 def _weighted(a: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from style_transfer import losses
+from style_transfer import accel, losses
 
 
 def t(rows, h, w):
@@ -127,3 +127,66 @@ def test_gram_keeps_no_fp32_or_weighted_copy_for_backward():
         losses.masked_normalized_gram(a, mask)
     big = [t for t in saved if t.numel() >= a.numel()]
     assert big and all(t.dtype == torch.bfloat16 and t.data_ptr() == a.data_ptr() for t in big)
+
+
+@pytest.fixture
+def bf16_gram_on_cpu(monkeypatch):
+    """The GPU's bf16 Gram path, run on the CPU: ``bmm(out_dtype=fp32)`` is CUDA-only, so a stand-in computes the
+    same products (bf16 values are exact in fp32) with fp32 sums. Counts its calls."""
+    calls = []
+
+    def fp32_out_bmm(x, y):
+        assert x.dtype == y.dtype == torch.bfloat16  # it never gets an fp32 copy
+        calls.append(x.shape)
+        return torch.bmm(x.float(), y.float())
+
+    monkeypatch.setattr(losses, "_bf16_kernels", lambda a: a.dtype == torch.bfloat16 and accel.bf16_gram.on)
+    monkeypatch.setattr(losses, "_fp32_out_bmm", fp32_out_bmm)
+    monkeypatch.setattr(accel.bf16_gram, "on", True)
+    return calls
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_bf16_gram_path_gives_the_fp32_gram_and_a_bf16_gradient(bf16_gram_on_cpu, layout):
+    torch.manual_seed(0)
+    a = (torch.rand(1, 6, 5, 7) * 4).bfloat16().contiguous(memory_format=layout)
+    upstream = torch.randn(1, 6, 6)
+    ours, plain = a.clone().requires_grad_(), a.clone().requires_grad_()
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        g_ours = losses._Gram.apply(ours, None)
+    g_plain = _plain_gram(plain, None)
+    assert bf16_gram_on_cpu and g_ours.dtype == torch.float32
+    assert torch.equal(g_ours, g_plain)  # the same Gram as the fp32 path: exact products, fp32 sums
+    assert [t.data_ptr() for t in saved if t.numel() > 1] == [ours.data_ptr()]  # no fp32 copy kept
+    (g_ours * upstream).sum().backward()
+    (g_plain * upstream).sum().backward()
+    # The bf16 gradient is (gG + gGᵀ) rounded to bf16 once, times A, with the result rounded to bf16: exactly that
+    # within the last rounding, and autograd's fp32 gradient within bf16 rounding of the products' scale.
+    sym = (upstream + upstream.transpose(1, 2)).bfloat16().double()
+    exact = (sym @ a.double().reshape(1, 6, 35)).view(1, 6, 5, 7)
+    torch.testing.assert_close(ours.grad.double(), exact, rtol=2**-8, atol=1e-6)
+    scale = plain.grad.abs().max().item()
+    torch.testing.assert_close(ours.grad.float(), plain.grad.float(), rtol=0, atol=2e-2 * scale)
+    assert ours.grad.dtype == torch.bfloat16 and ours.grad.is_contiguous(memory_format=layout)
+
+
+def test_bf16_gram_path_is_not_taken_for_masks_or_fp32(bf16_gram_on_cpu):
+    losses.gram(torch.rand(1, 4, 3, 3))
+    losses.masked_normalized_gram(torch.rand(1, 4, 3, 3).bfloat16(), torch.rand(1, 1, 3, 3))
+    assert not bf16_gram_on_cpu  # a mask keeps the fp32 weighted copy path (the mask is fp32)
+
+
+def test_a_failing_bf16_gram_falls_back_to_fp32_once_logged(bf16_gram_on_cpu, monkeypatch, caplog):
+    def broken(x, y):
+        raise RuntimeError("no such kernel on this GPU")
+
+    monkeypatch.setattr(losses, "_fp32_out_bmm", broken)
+    a = (torch.rand(1, 4, 3, 5) * 3).bfloat16().requires_grad_()
+    with caplog.at_level("WARNING", logger="style_transfer.accel"):
+        g = losses._Gram.apply(a, None)
+    assert torch.equal(g, _plain_gram(a, None)) and not accel.bf16_gram.on
+    assert "no such kernel" in caplog.text and "plain kernels" in caplog.text
+    g.sum().backward()  # backward matches the path forward took
+    expected = (2 * torch.ones(1, 4, 4) @ a.float().reshape(1, 4, 15)).view_as(a)
+    torch.testing.assert_close(a.grad.float(), expected, rtol=2**-8, atol=0)  # fp32 math, rounded to bf16 once
