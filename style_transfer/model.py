@@ -35,13 +35,59 @@ class _MaxPool2x2(torch.autograd.Function):
 
 
 class LeanMaxPool2d(nn.MaxPool2d):
-    """VGG's 2×2 max pooling, with :class:`_MaxPool2x2` when a gradient will flow through it."""
+    """VGG's 2×2 max pooling, with :class:`_MaxPool2x2` when a gradient will flow through it.
+
+    ``keep_indices_on_cuda`` (process-wide) trades the memory back for the recomputation on a GPU: the GPU check
+    measures both.
+    """
+
+    keep_indices_on_cuda = False
 
     def __init__(self) -> None:
         super().__init__(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _MaxPool2x2.apply(x) if torch.is_grad_enabled() and x.requires_grad else super().forward(x)
+        lean = torch.is_grad_enabled() and x.requires_grad and not (x.is_cuda and self.keep_indices_on_cuda)
+        return _MaxPool2x2.apply(x) if lean else super().forward(x)
+
+
+_STRIDE = _PADDING = _DILATION = (1, 1)  # every VGG conv: 3×3, stride 1, padding 1
+
+
+def _cudnn_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return torch.cudnn_convolution_relu(x, weight, bias, _STRIDE, _PADDING, _DILATION, 1)
+
+
+class _ConvReLU(torch.autograd.Function):
+    """``relu(conv(x) + bias)`` in one kernel (:data:`conv_relu_kernel`), differentiated with respect to ``x``
+    only (the weights are frozen), with the same two calls autograd makes for a conv and an in-place ReLU."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        out = conv_relu_kernel(x, weight, bias)
+        ctx.save_for_backward(x, weight, out)  # what the conv and the ReLU would save: no extra memory
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        x, weight, out = ctx.saved_tensors
+        grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        args = (_STRIDE, _PADDING, _DILATION, False, (0, 0), 1, (True, False, False))
+        return torch.ops.aten.convolution_backward(grad, x, weight, None, *args)[0], None, None
+
+
+conv_relu_kernel = _cudnn_conv_relu  # the fused forward (a test puts a CPU stand-in here)
+
+
+def _fuses(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` and its ReLU run as one kernel: on a GPU, with the weights in the input's dtype (the bf16
+    copy in a bf16 run), unless turned off."""
+    return x.is_cuda and x.dtype == conv.weight.dtype and accel.fused_conv_relu.on
+
+
+def _conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The same as two modules: a conv, then an in-place ReLU."""
+    return F.relu_(F.conv2d(x, weight, bias, _STRIDE, _PADDING, _DILATION))
 
 
 def build_vgg19_features(pooling: str = "max") -> tuple[nn.Sequential, dict[str, int]]:
@@ -109,12 +155,17 @@ class VGGFeatures(nn.Module):
         bf16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
         if bf16 and self.features_bf16 is not None:
             features, x = self.features_bf16, x.to(torch.bfloat16)  # what autocast would give conv1, cast once
-        for index, module in enumerate(features):
-            x = module(x)
+        index = 0
+        while index <= last:
+            module = features[index]
+            if isinstance(module, nn.Conv2d) and _fuses(x, module):  # the conv and the ReLU after it, in one call
+                x = accel.fused_conv_relu(_ConvReLU.apply, _conv_relu, x, module.weight, module.bias)
+                index += 1
+            else:
+                x = module(x)
             if index in wanted:
                 out[wanted[index]] = x
-                if index == last:
-                    break
+            index += 1
         return out
 
     def device(self) -> torch.device:

@@ -154,3 +154,89 @@ def test_backward_keeps_no_pooling_indices(model):
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         model(image, ("block5_conv1",))
     assert saved and not [t for t in saved if t.dtype == torch.int64]
+
+
+@pytest.fixture
+def fused_on_cpu(monkeypatch):
+    """The GPU's fused conv + bias + ReLU path, run on the CPU: ``torch.cudnn_convolution_relu`` is cuDNN-only, so a
+    stand-in computes the same thing. Counts its calls."""
+    import torch.nn.functional as F
+
+    from style_transfer import accel
+    from style_transfer import model as model_module
+
+    calls = []
+
+    def kernel(x, weight, bias):
+        calls.append(x.shape)
+        return F.relu(F.conv2d(x, weight, bias, padding=1))
+
+    monkeypatch.setattr(model_module, "_fuses", lambda x, conv: x.dtype == conv.weight.dtype)
+    monkeypatch.setattr(model_module, "conv_relu_kernel", kernel)
+    monkeypatch.setattr(accel.fused_conv_relu, "on", True)
+    return calls
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fused_conv_relu_gives_the_same_activations_and_gradients(fused_on_cpu, monkeypatch, layout, bf16):
+    """The fused path's backward makes autograd's own two calls (ReLU's, then the conv's for the input): with the
+    same forward, every activation and the image's gradient are the same bit for bit, in both layouts and in a bf16
+    run (the bf16 weight copy, as on a GPU)."""
+    import contextlib
+
+    from style_transfer import model as model_module
+
+    params, prep = load_conv_params("caffe")
+    net = VGGFeatures(params, prep, bf16_copy=bf16).to(memory_format=layout)
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 36, 44).contiguous(memory_format=layout)
+    layers = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv2", "block5_conv1")
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(model_module.accel.fused_conv_relu, "on", fused)
+        x = image.clone().requires_grad_()
+        amp = torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False) if bf16 else contextlib.nullcontext()
+        with amp:
+            acts = net(x, layers)
+        sum(a.float().pow(2).mean() for a in acts.values()).backward()
+        results.append((acts, x.grad))
+    assert len(fused_on_cpu) == 13  # every conv up to block5_conv1, once
+    (fused_acts, fused_grad), (plain_acts, plain_grad) = results
+    for name in layers:
+        assert fused_acts[name].dtype == (torch.bfloat16 if bf16 else torch.float32)
+        assert torch.equal(fused_acts[name], plain_acts[name]), name
+    assert torch.equal(fused_grad, plain_grad)
+
+
+def test_a_failing_fused_conv_falls_back_once_logged(fused_on_cpu, monkeypatch, model, caplog):
+    from style_transfer import accel
+    from style_transfer import model as model_module
+
+    def broken(x, weight, bias):
+        raise RuntimeError("cuDNN: no engine for this shape")
+
+    monkeypatch.setattr(model_module, "conv_relu_kernel", broken)
+    image = torch.rand(1, 3, 32, 32)
+    with caplog.at_level("WARNING", logger="style_transfer.accel"):
+        got = model(image, ("block3_conv1",))["block3_conv1"]
+    assert not accel.fused_conv_relu.on and caplog.text.count("no engine") == 1
+    monkeypatch.setattr(model_module, "_fuses", lambda x, conv: False)
+    assert torch.equal(got, model(image, ("block3_conv1",))["block3_conv1"])
+
+
+def test_a_fast_path_failing_inside_a_graph_capture_is_not_swallowed(monkeypatch):
+    """Inside a capture the failure must reach the graph code, which falls back to eager steps (that then come back
+    here); the fast path stays on."""
+    from style_transfer.accel import FastPath
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    path = FastPath("test")
+
+    def broken():
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    with pytest.raises(RuntimeError, match="capturing"):
+        path(broken, lambda: 0)
+    assert path.on
