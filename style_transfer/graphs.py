@@ -65,12 +65,13 @@ def _side_streams() -> tuple[torch.cuda.Stream, torch.cuda.Stream]:
     return _streams[device]
 
 
-def warm_up(body: Callable[[], Any], calls: int = WARMUP_CALLS) -> None:
-    """Run ``body`` ``calls`` times on a side stream, as capture requires (lazy initialisations happen there)."""
+def warm_up(body: Callable[[], Any], calls: int | None = None) -> None:
+    """Run ``body`` ``calls`` (default :data:`WARMUP_CALLS`) times on a side stream, as capture requires (lazy
+    initialisations happen there)."""
     side = _side_streams()[0]
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        for _ in range(calls):
+        for _ in range(WARMUP_CALLS if calls is None else calls):
             body()
     torch.cuda.current_stream().wait_stream(side)
 

@@ -99,7 +99,9 @@ def test_the_gpu_session_script_runs_its_steps_and_leaves_the_files(tmp_path):
         ["bash", "bench/gpu_session.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "python -m bench.gpu: exit 0" in done.stdout and "python -m bench.quality: exit 0" in done.stdout
+    for step in ("kernels", "gpu", "quality"):
+        assert f"python -m bench.{step}: exit 0" in done.stdout, step
     assert "torch" in (tmp_path / "versions.txt").read_text()
-    for made in ("results-gpu/durations.csv", "results-gpu/report.txt", "quality/report.md"):
+    made_files = ("kernels/report.txt", "kernels/results.json", "results-gpu/durations.csv", "results-gpu/report.txt")
+    for made in (*made_files, "quality/report.md"):
         assert (tmp_path / made).is_file(), made
