@@ -64,7 +64,7 @@ class _ConvReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        out = conv_relu_kernel(x, weight, bias)
+        out = _checked_conv_relu(x, weight, bias)
         ctx.save_for_backward(x, weight, out)  # what the conv and the ReLU would save: no extra memory
         return out
 
@@ -77,6 +77,29 @@ class _ConvReLU(torch.autograd.Function):
 
 
 conv_relu_kernel = _cudnn_conv_relu  # the fused forward (a test puts a CPU stand-in here)
+_checked: set[tuple] = set()  # (input shape, dtype, device, weight shape) whose fused result was checked
+
+
+def _checked_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """:data:`conv_relu_kernel`, checked against the plain conv at the first use of each shape (cuDNN picks its
+    kernel per shape and keeps it); a disagreement raises, and ``accel.fused_conv_relu`` then turns itself off.
+
+    ``torch.cudnn_convolution_relu`` passes its own uninitialised output to cuDNN as the term it adds with weight 0:
+    a kernel that read it would turn a NaN left there into a wrong pixel. So the check fills the block the output
+    will get with NaN first (the caching allocator hands the block just freed to the next request of its size).
+    """
+    key = (tuple(x.shape), x.dtype, x.device, tuple(weight.shape))
+    if key in _checked:
+        return conv_relu_kernel(x, weight, bias)
+    plain = _conv_relu(x, weight, bias)
+    if x.is_cuda:
+        torch.empty_like(plain).fill_(float("nan"))  # freed at once: the fused output gets this block
+    fused = conv_relu_kernel(x, weight, bias)
+    error = torch.sub(fused, plain).abs_().max()  # in the run's dtype: no fp32 copy of a 2048 px activation
+    if not bool(error <= 2**-6 * plain.abs().max()):  # a rounding or two of bf16; also refuses NaN
+        raise RuntimeError(f"fused conv + ReLU differs from the plain conv by {float(error):.3g} at {list(x.shape)}")
+    _checked.add(key)
+    return fused
 
 
 def _fuses(x: torch.Tensor, conv: nn.Conv2d) -> bool:

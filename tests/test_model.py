@@ -240,3 +240,36 @@ def test_a_fast_path_failing_inside_a_graph_capture_is_not_swallowed(monkeypatch
     with pytest.raises(RuntimeError, match="capturing"):
         path(broken, lambda: 0)
     assert path.on
+
+
+def test_a_fused_conv_that_disagrees_with_the_plain_one_is_caught_at_first_use(fused_on_cpu, monkeypatch, model):
+    """A fused kernel that read the garbage it is told to add with weight 0 would give wrong pixels, silently: the
+    first use of each shape compares it with the plain conv, and a disagreement turns the fused path off."""
+    import torch.nn.functional as F
+
+    from style_transfer import accel
+    from style_transfer import model as model_module
+
+    def reads_garbage(x, weight, bias):
+        out = F.relu(F.conv2d(x, weight, bias, padding=1))
+        out[..., 0, 0] = 0.0  # a NaN read and clipped by the ReLU: a wrong zero
+        return out
+
+    monkeypatch.setattr(model_module, "_checked", set())
+    monkeypatch.setattr(model_module, "conv_relu_kernel", reads_garbage)
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 24, 24)
+    got = model(image, ("block2_conv1",))["block2_conv1"]
+    assert not accel.fused_conv_relu.on and "differs from the plain conv" in accel.fused_conv_relu.failure
+    monkeypatch.setattr(model_module, "_fuses", lambda x, conv: False)
+    assert torch.equal(got, model(image, ("block2_conv1",))["block2_conv1"])
+
+
+def test_the_fused_conv_is_checked_once_per_shape(fused_on_cpu, monkeypatch, model):
+    from style_transfer import model as model_module
+
+    monkeypatch.setattr(model_module, "_checked", set())
+    for size in (24, 24, 32):
+        model(torch.rand(1, 3, size, size), ("block1_conv2",))
+    assert len(model_module._checked) == 4  # two convs at two sizes
+    assert len(fused_on_cpu) == 6  # every call ran the fused kernel (the checks' included)
