@@ -20,7 +20,7 @@ from PIL import Image
 
 from . import accel, colour, graphs, losses
 from .config import StyleConfig
-from .images import ImageSource, check_min_side, load_image, pil_to_tensor, resize_longest, tensor_to_pil
+from .images import ImageSource, check_min_side, load_image, pil_to_tensor, resize_longest, to_pixels
 from .model import VGGFeatures, load_model, resolve_device
 
 
@@ -308,26 +308,61 @@ class _Stage:
             return self.frame(image, self.objective(image)[1], step)
 
     def frame(self, image: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> Frame:
-        """A frame of ``image`` (the only host copy); refuses NaN/inf costs."""
-        # One host copy for all the costs (one sync per preview, none between previews).
-        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=True))
-        if not all(math.isfinite(v) for v in values.values()):
-            raise NonFiniteLossError(
-                f"The optimisation diverged at step {step} (the cost became NaN or infinite). "
-                "Try a lower learning rate or style weight.",
-                None,
-            )
+        """A frame of ``image`` (the only host copy, awaited now); refuses NaN/inf costs."""
+        return self.start_frame(image, terms, step).result()
+
+    def start_frame(self, image: torch.Tensor, terms: dict[str, torch.Tensor], step: int) -> _PendingFrame:
+        """Start the frame of ``image``: its pixels and costs are queued for the host behind the work already
+        queued, and :meth:`_PendingFrame.result` waits for them. Later steps may be queued in between (they write
+        other buffers in stream order), so a GPU keeps working while the host makes the picture."""
         shown = image.detach()
         if self.cfg.preserve_colors == "luminance":
             shown = colour.keep_content_colours(shown, self.content)
+        costs = torch.stack([v.detach().float() for v in terms.values()])  # one host copy for all the costs
+        return _PendingFrame(self, step, list(terms), _to_host(costs), _to_host(to_pixels(shown)))
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy on the host, queued (to pinned memory) without waiting when ``tensor`` is on a GPU."""
+    return tensor.to("cpu", non_blocking=True) if tensor.is_cuda else tensor
+
+
+@dataclass
+class _PendingFrame:
+    """A frame whose host copies were queued; :meth:`result` waits for them and builds the :class:`Frame`."""
+
+    stage: _Stage
+    step: int
+    names: list[str]
+    costs: torch.Tensor
+    pixels: torch.Tensor
+    copied: torch.cuda.Event | None = None
+
+    def __post_init__(self) -> None:
+        if torch.cuda.is_available() and self.pixels.is_pinned():
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+
+    def result(self) -> Frame:
+        """The frame (waits for its copies); refuses NaN/inf costs."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        values = dict(zip(self.names, self.costs.tolist(), strict=True))
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLossError(
+                f"The optimisation diverged at step {self.step} (the cost became NaN or infinite). "
+                "Try a lower learning rate or style weight.",
+                None,
+            )
+        stage = self.stage
         return Frame(
-            step,
-            self.cfg.steps,
-            tensor_to_pil(shown),
+            self.step,
+            stage.cfg.steps,
+            Image.fromarray(self.pixels.numpy(), "RGB"),  # RGB from an array is copied: the pinned block may go
             values,
-            time.perf_counter() - self.start,
-            self.scale,
-            self.num_scales,
+            time.perf_counter() - stage.start,
+            stage.scale,
+            stage.num_scales,
         )
 
 
@@ -347,7 +382,8 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
         closure_graph = graphs.capture_closure(image, lambda x: _lbfgs_loss(stage, x))
     elif graphed:
         step_graph = graphs.capture_step(image, optimizer, stage.objective, stage.project_)
-    for local in range(steps):
+    local = 0
+    while local < steps:
         preview = local % cfg.preview_every == 0
         if lbfgs:
             if preview:
@@ -356,11 +392,16 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
         elif step_graph is not None:
             step_graph.step()
             if preview:  # the graph's buffers hold the pre-step image and its costs, as in the eager step
-                yield stage.frame(step_graph.shown, step_graph.terms, offset + local)
+                pending = stage.start_frame(step_graph.shown, step_graph.terms, offset + local)
+                if local + 1 < steps and (local + 1) % cfg.preview_every:
+                    step_graph.step()  # queued now: the GPU runs it while the host makes (and sends) the picture
+                    local += 1
+                yield pending.result()
         else:
             frame = _adam_step(stage, optimizer, image, offset + local if preview else None)
             if frame is not None:
                 yield frame
+        local += 1
 
 
 def _adam_step(

@@ -197,8 +197,13 @@ def pil_to_tensor(img: Image.Image, device: torch.device | str = "cpu") -> torch
 
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     """(1, 3, H, W) or (3, H, W) tensor in [0, 1] (any device) -> RGB PIL image on the CPU."""
+    return Image.fromarray(to_pixels(tensor).cpu().numpy(), "RGB")
+
+
+def to_pixels(tensor: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] -> (H, W, 3) uint8, on the tensor's device (what a picture is made
+    of: a GPU copies a quarter of the bytes to the host)."""
     t = tensor.detach()
     if t.dim() == 4:
         t = t[0]
-    array = t.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array, "RGB")
+    return t.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous()

@@ -160,3 +160,28 @@ def test_a_graph_that_computes_wrong_numbers_is_not_used(
         checked = _run(content_path, style_path, model, cuda_graphs="on", optimizer=optimizer)
     assert checked == eager
     assert "GraphMismatch: first replay gave J" in caplog.text
+
+
+def test_the_step_after_a_preview_is_queued_before_the_host_waits_for_the_picture(
+    emulated, monkeypatch, content_path, style_path, model
+):
+    """With graphs a GPU would otherwise idle while the host converts, copies and sends each preview: the next
+    step is queued first (unless it is itself a preview), and the pictures stay those of the eager run."""
+    from style_transfer import engine
+
+    events: list[str] = []
+    record = graphs.record
+
+    def counting_record(body):
+        replay, outputs = record(body)
+        return (lambda: (events.append("step"), replay())), outputs
+
+    result = engine._PendingFrame.result
+    monkeypatch.setattr(graphs, "record", counting_record)
+    monkeypatch.setattr(engine._PendingFrame, "result", lambda self: (events.append("wait"), result(self))[1])
+    eager = _run(content_path, style_path, model, cuda_graphs="off", steps=6, preview_every=4)
+    events.clear()
+    graphed = _run(content_path, style_path, model, cuda_graphs="on", steps=6, preview_every=4)
+    checked = events.index("step")  # the capture's checked replay, then the run's steps
+    assert events[checked + 1 :] == ["step", "step", "wait", "step", "step", "step", "step", "wait", "wait"]
+    assert graphed == eager
