@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
@@ -73,6 +73,8 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        # The Gram's bf16 backward matmul (losses._bf16_gram_backward) sums in fp32 even if cuBLAS splits the sum
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
 
 
 def adam_kwargs(device: torch.device, capturable: bool = False) -> dict:
@@ -86,26 +88,30 @@ def adam_kwargs(device: torch.device, capturable: bool = False) -> dict:
 class FastPath:
     """A CUDA-only faster way to compute something the engine can always compute the plain way.
 
-    Used while ``on``. Its first failure outside a CUDA graph capture turns it off for the process, logged, and that
-    call is computed the plain way: a kernel a GPU or a cuDNN build lacks costs one warning, not a request. Inside a
-    capture the failure propagates (the capture then falls back to eager steps, which come here again). The GPU
-    check (``bench.gpu``) switches ``on`` to compare both ways in one process.
+    Used while ``on``, per ``key`` (what a kernel's availability depends on: the dtype, a layer's channels). Its
+    first failure for a key turns it off for that key for the process, logged, and that call is computed the plain
+    way: a kernel a GPU or a cuDNN build lacks costs one warning, not a request. Inside a CUDA graph capture the
+    failure also propagates (the capture then falls back to eager steps, which take the plain way). Running out of
+    memory, or a broken CUDA context, is not the path's fault: it propagates and turns nothing off. The GPU check
+    (``bench.kernels``) switches ``on`` to compare both ways in one process.
     """
 
     def __init__(self, name: str, on: bool = True) -> None:
         self.name, self.on = name, on
-        self.failure: str | None = None
+        self.failures: dict[Hashable, str] = {}
 
-    def __call__(self, fast: Callable[..., Any], plain: Callable[..., Any], *args: Any) -> Any:
-        """``fast(*args)`` while on, else (or when it fails) ``plain(*args)``."""
-        if self.on:
+    def __call__(self, key: Hashable, fast: Callable[..., Any], plain: Callable[..., Any], *args: Any) -> Any:
+        """``fast(*args)`` while on and never failed for ``key``, else (or when it fails) ``plain(*args)``."""
+        if self.on and key not in self.failures:
             try:
                 return fast(*args)
+            except (torch.OutOfMemoryError, torch.AcceleratorError):
+                raise
             except RuntimeError as exc:
+                self.failures[key] = f"{type(exc).__name__}: {exc}"
+                log.warning("%s failed for %s (%s): the plain kernels there from now on", self.name, key, exc)
                 if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
                     raise
-                self.on, self.failure = False, f"{type(exc).__name__}: {exc}"
-                log.warning("%s failed (%s): using the plain kernels from now on", self.name, self.failure)
         return plain(*args)
 
 

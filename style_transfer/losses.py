@@ -37,7 +37,7 @@ class _Gram(torch.autograd.Function):
         ctx.save_for_backward(a, weight)
         ctx.bf16 = weight is None and _bf16_kernels(a)
         if ctx.bf16:
-            return accel.bf16_gram(_bf16_gram, _fp32_gram, a, ctx)
+            return accel.bf16_gram(a.dtype, _bf16_gram, _fp32_gram, a, ctx)
         return _fp32_gram(a, ctx, weight)
 
     @staticmethod

@@ -174,6 +174,7 @@ def fused_on_cpu(monkeypatch):
     monkeypatch.setattr(model_module, "_fuses", lambda x, conv: x.dtype == conv.weight.dtype)
     monkeypatch.setattr(model_module, "conv_relu_kernel", kernel)
     monkeypatch.setattr(accel.fused_conv_relu, "on", True)
+    monkeypatch.setattr(accel.fused_conv_relu, "failures", {})
     return calls
 
 
@@ -209,25 +210,43 @@ def test_fused_conv_relu_gives_the_same_activations_and_gradients(fused_on_cpu, 
     assert torch.equal(fused_grad, plain_grad)
 
 
-def test_a_failing_fused_conv_falls_back_once_logged(fused_on_cpu, monkeypatch, model, caplog):
+def test_a_failing_fused_conv_falls_back_once_per_layer_logged(fused_on_cpu, monkeypatch, model, caplog):
+    """A kernel cuDNN lacks for one layer (conv1_1's 3 input channels, say) turns the fused path off for that layer's
+    kind only, with one warning; the next forward warns no more and gives the plain result."""
     from style_transfer import accel
     from style_transfer import model as model_module
 
     def broken(x, weight, bias):
-        raise RuntimeError("cuDNN: no engine for this shape")
+        if x.shape[1] == 3:
+            raise RuntimeError("cuDNN: no engine for this shape")
+        return torch.nn.functional.relu(torch.nn.functional.conv2d(x, weight, bias, padding=1))
 
     monkeypatch.setattr(model_module, "conv_relu_kernel", broken)
     image = torch.rand(1, 3, 32, 32)
     with caplog.at_level("WARNING", logger="style_transfer.accel"):
         got = model(image, ("block3_conv1",))["block3_conv1"]
-    assert not accel.fused_conv_relu.on and caplog.text.count("no engine") == 1
+        again = model(image, ("block3_conv1",))["block3_conv1"]
+    assert list(accel.fused_conv_relu.failures) == [(torch.float32, 3, 64)] and caplog.text.count("no engine") == 1
     monkeypatch.setattr(model_module, "_fuses", lambda x, conv: False)
-    assert torch.equal(got, model(image, ("block3_conv1",))["block3_conv1"])
+    plain = model(image, ("block3_conv1",))["block3_conv1"]
+    assert torch.equal(got, plain) and torch.equal(again, plain)
+
+
+def test_running_out_of_memory_in_a_fast_path_turns_nothing_off(fused_on_cpu, monkeypatch, model):
+    from style_transfer import accel
+    from style_transfer import model as model_module
+
+    def out_of_memory(x, weight, bias):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(model_module, "conv_relu_kernel", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        model(torch.rand(1, 3, 32, 32), ("block1_conv1",))
+    assert accel.fused_conv_relu.on and not accel.fused_conv_relu.failures
 
 
 def test_a_fast_path_failing_inside_a_graph_capture_is_not_swallowed(monkeypatch):
-    """Inside a capture the failure must reach the graph code, which falls back to eager steps (that then come back
-    here); the fast path stays on."""
+    """Inside a capture the failure must reach the graph code, which falls back to eager steps."""
     from style_transfer.accel import FastPath
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -238,8 +257,9 @@ def test_a_fast_path_failing_inside_a_graph_capture_is_not_swallowed(monkeypatch
         raise RuntimeError("operation not permitted when stream is capturing")
 
     with pytest.raises(RuntimeError, match="capturing"):
-        path(broken, lambda: 0)
-    assert path.on
+        path("key", broken, lambda: 0)
+    assert list(path.failures) == ["key"]  # the eager retry, and the next capture, take the plain way
+    assert path("key", broken, lambda: 0) == 0
 
 
 def test_a_fused_conv_that_disagrees_with_the_plain_one_is_caught_at_first_use(fused_on_cpu, monkeypatch, model):
@@ -260,7 +280,7 @@ def test_a_fused_conv_that_disagrees_with_the_plain_one_is_caught_at_first_use(f
     torch.manual_seed(0)
     image = torch.rand(1, 3, 24, 24)
     got = model(image, ("block2_conv1",))["block2_conv1"]
-    assert not accel.fused_conv_relu.on and "differs from the plain conv" in accel.fused_conv_relu.failure
+    assert "differs from the plain conv" in accel.fused_conv_relu.failures[(torch.float32, 3, 64)]
     monkeypatch.setattr(model_module, "_fuses", lambda x, conv: False)
     assert torch.equal(got, model(image, ("block2_conv1",))["block2_conv1"])
 
