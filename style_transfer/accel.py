@@ -116,8 +116,12 @@ class FastPath:
 
 
 # The conv, its bias and its ReLU as one cuDNN call (model.VGGFeatures); bias and ReLU were two more passes over
-# each conv's output, forward (the bias add alone was ~12% of a 2048 px step's GPU time on an H100).
-fused_conv_relu = FastPath("fused conv + bias + ReLU (cuDNN)")
+# each conv's output, forward (the bias add alone was ~12% of a 2048 px step's GPU time on an H100). Off until a GPU
+# has timed it (python -m bench.kernels): which kernel cuDNN picks for the fused graph, and what its first use of a
+# shape costs, only a GPU can say.
+fused_conv_relu = FastPath("fused conv + bias + ReLU (cuDNN)", on=False)
 # The Gram of bf16 activations as a bf16 matmul with an fp32 result, and its gradient in bf16 (losses._Gram): no
-# fp32 copy of the activations, forward or backward, and no cast of the gradient back.
+# fp32 copy of the activations, forward or backward, and no cast of the gradient back. The same products and fp32
+# sums as the TF32 matmul of the fp32 copy (TF32 holds bf16 values exactly); the gradient is rounded to bf16 where
+# the network's bf16 backward rounded it anyway.
 bf16_gram = FastPath("bf16 Gram with an fp32 result")
