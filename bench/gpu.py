@@ -321,14 +321,27 @@ def write_durations(path: Path, results: list[Result], device_name: str) -> None
             out.writerow([*settings, "warm_call", f"{r.first_frame_s + r.loop_s:.3f}", source])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.split("\n\n")[0])
+def parse_args(
+    prog: str, doc: str, out_help: str, argv: list[str] | None
+) -> tuple[argparse.Namespace, torch.device | None]:
+    """A GPU benchmark's arguments (``--smoke``, ``--out``) and its device: the CPU for ``--smoke``, else the GPU, or
+    None (said on stderr) when there is none."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (about a minute or less)")
-    parser.add_argument("--out", type=Path, default=None, help="write results.json, report.txt and durations.csv here")
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
     args = parser.parse_args(argv)
-    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
-    if not args.smoke and device.type != "cuda":
+    if args.smoke:
+        return args, torch.device("cpu")
+    if not torch.cuda.is_available():
         print("no CUDA GPU here: run with --smoke for the CPU check", file=sys.stderr)
+        return args, None
+    return args, torch.device("cuda")
+
+
+def main(argv: list[str] | None = None) -> int:
+    out_help = "write results.json, report.txt and durations.csv here"
+    args, device = parse_args("python -m bench.gpu", __doc__, out_help, argv)
+    if device is None:
         return 2
     cases = SMOKE_CASES if args.smoke else CASES
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

@@ -15,14 +15,12 @@ the noise floor); it writes that table, the final pictures at 512 px and kernel 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +30,7 @@ from style_transfer import StyleConfig, accel, graphs, preload
 from style_transfer.engine import Objective
 from style_transfer.model import LeanMaxPool2d, load_model
 
-from .gpu import Result, _sync, activations_mb, kernel_profile, run_engine
+from .gpu import Result, _sync, activations_mb, kernel_profile, parse_args, run_engine
 
 # name -> (fused conv + ReLU, bf16 Gram, pooling indices kept on CUDA, warm-up calls before a capture)
 VARIANTS: dict[str, tuple[bool, bool, bool, int]] = {
@@ -91,13 +89,8 @@ def first_use_s(model, device: torch.device, size: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.kernels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
-    parser.add_argument("--out", type=Path, default=None, help="write results.json, report.txt and pictures here")
-    args = parser.parse_args(argv)
-    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
-    if not args.smoke and device.type != "cuda":
-        print("no CUDA GPU here: run with --smoke for the CPU check", file=sys.stderr)
+    args, device = parse_args("python -m bench.kernels", __doc__, "write results.json, report.txt, pictures here", argv)
+    if device is None:
         return 2
     size_of = (lambda s: SMOKE_SIZE[s]) if args.smoke else (lambda s: s)
     steps_of = (lambda s: 6) if args.smoke else (lambda s: s)
