@@ -92,6 +92,7 @@ class Result:
     precision: str = "fp32"
     captures: int = 0  # CUDA graphs captured and used in the run, and captures that fell back to eager steps
     fallbacks: int = 0
+    capture_s: float = 0.0  # the run's captures (warm-up, capture, checked replay), inside its first frame or loop
 
 
 def _sync(device: torch.device) -> None:
@@ -165,6 +166,7 @@ def run_engine(
     result.optimizer, result.scales, result.precision = cfg.optimizer, cfg.scales, cfg.precision
     used = graphs.counts - counted
     result.captures, result.fallbacks = used["captured"], used["fallback"] + used["skipped"]
+    result.capture_s = used["capture_ms"] / 1000
     return result
 
 
@@ -289,7 +291,7 @@ def table(results: list[Result]) -> str:
     plain = {r.size: r.loop_s for r in results if r.case == "plain loop"}
     lines = [
         f"{'case':24s} {'size':>5s} {'steps':>5s} {'loop s':>8s} {'ms/step':>8s} {'vs plain':>8s} "
-        f"{'first s':>8s} {'peak MB':>9s} {'act MB':>8s} {'J':>10s} {'graphs':>6s}"
+        f"{'first s':>8s} {'peak MB':>9s} {'act MB':>8s} {'J':>10s} {'graphs':>6s} {'capt. s':>7s}"
     ]
     for r in results:
         ratio = plain.get(r.size, 0.0) / r.loop_s if r.case != "plain loop" and r.size in plain else None
@@ -298,7 +300,7 @@ def table(results: list[Result]) -> str:
             f"{(f'{ratio:.2f}x' if ratio else '-'):>8s} {r.first_frame_s:8.3f} "
             f"{(f'{r.peak_mb:.0f}' if r.peak_mb is not None else '-'):>9s} "
             f"{(f'{r.activations_mb:.0f}' if r.activations_mb is not None else '-'):>8s} {r.final_j:10.4g} "
-            f"{(f'{r.captures}' + (f' ({r.fallbacks} eager)' if r.fallbacks else '')):>6s}"
+            f"{(f'{r.captures}' + (f' ({r.fallbacks} eager)' if r.fallbacks else '')):>6s} {r.capture_s:7.3f}"
         )
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ MAX_RELATIVE_ERROR = 1e-3  # first replay vs the eager cost of the same image: b
 _lock = threading.Lock()  # one capture at a time in the process
 _streams: dict[torch.device, tuple[torch.cuda.Stream, torch.cuda.Stream]] = {}  # per GPU: (warm-up, capture)
 disabled: str | None = None  # why the process stopped capturing (the first failure), or None
-counts: collections.Counter[str] = collections.Counter()  # "captured", "fallback", "skipped"
+counts: collections.Counter[str] = collections.Counter()  # "captured", "fallback", "skipped", "capture_ms"
 
 
 class GraphMismatch(RuntimeError):
@@ -197,6 +198,7 @@ def _capture(device: torch.device, build: Callable[[], Any], undo: Callable[[], 
         if disabled is not None:
             counts["skipped"] += 1
             return None
+        start = time.perf_counter()
         try:
             graph = build()
         except Exception as exc:  # any capture problem
@@ -204,6 +206,7 @@ def _capture(device: torch.device, build: Callable[[], Any], undo: Callable[[], 
             undo()
             return None
         counts["captured"] += 1
+        counts["capture_ms"] += round(1000 * (time.perf_counter() - start))  # warm-up, capture and the checked replay
         return graph
 
 

@@ -74,6 +74,7 @@ def test_graphed_run_equals_the_eager_run(case, emulated, content_path, style_pa
     assert not emulated
     graphed = _run(content_path, style_path, model, cuda_graphs="on", **settings)
     assert len(emulated) == settings.get("scales", 1)  # one capture per scale
+    assert graphs.counts["captured"] == len(emulated) and "capture_ms" in graphs.counts  # what bench.gpu reports
     assert [f[:2] for f in graphed] == [f[:2] for f in eager]  # the same steps and costs, bit for bit
     assert [f[2] for f in graphed] == [f[2] for f in eager]  # the same pictures
 
