@@ -31,7 +31,7 @@ from PIL import Image
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from style_transfer import StyleConfig, graphs, preload, stylize
+from style_transfer import StyleConfig, accel, graphs, preload, stylize
 from style_transfer.images import load_image, pil_to_tensor, resize_longest
 from style_transfer.model import load_model
 
@@ -323,15 +323,33 @@ def write_durations(path: Path, results: list[Result], device_name: str) -> None
             out.writerow([*settings, "warm_call", f"{r.first_frame_s + r.loop_s:.3f}", source])
 
 
+def fast_paths_state() -> str:
+    """Which CUDA-only fast paths were on, and where they failed (their failures turned them off there)."""
+    paths = (accel.fused_conv_relu, accel.bf16_gram)
+    return "; ".join(
+        f"{p.name} {'on' if p.on else 'off'}" + "".join(f" (failed for {k}: {v})" for k, v in p.failures.items())
+        for p in paths
+    )
+
+
 def parse_args(
-    prog: str, doc: str, out_help: str, argv: list[str] | None
+    prog: str, doc: str, out_help: str, argv: list[str] | None, fast_paths: bool = False
 ) -> tuple[argparse.Namespace, torch.device | None]:
-    """A GPU benchmark's arguments (``--smoke``, ``--out``) and its device: the CPU for ``--smoke``, else the GPU, or
-    None (said on stderr) when there is none."""
+    """A GPU benchmark's arguments (``--smoke``, ``--out``; with ``fast_paths`` also ``--fused-conv``, applied here)
+    and its device: the CPU for ``--smoke``, else the GPU, or None (said on stderr) when there is none."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (about a minute or less)")
     parser.add_argument("--out", type=Path, default=None, help=out_help)
+    if fast_paths:
+        parser.add_argument(
+            "--fused-conv",
+            choices=("on", "off"),
+            default=None,
+            help="the fused conv + bias + ReLU path (accel.fused_conv_relu) on or off; default: as shipped",
+        )
     args = parser.parse_args(argv)
+    if getattr(args, "fused_conv", None):
+        accel.fused_conv_relu.on = args.fused_conv == "on"
     if args.smoke:
         return args, torch.device("cpu")
     if not torch.cuda.is_available():
@@ -342,7 +360,7 @@ def parse_args(
 
 def main(argv: list[str] | None = None) -> int:
     out_help = "write results.json, report.txt and durations.csv here"
-    args, device = parse_args("python -m bench.gpu", __doc__, out_help, argv)
+    args, device = parse_args("python -m bench.gpu", __doc__, out_help, argv, fast_paths=True)
     if device is None:
         return 2
     cases = SMOKE_CASES if args.smoke else CASES
@@ -411,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report = (
         f"device: {device_name}; torch {torch.__version__}; total {time.perf_counter() - started:.1f} s; "
-        f"model load {load_s:.2f} s\n"
+        f"model load {load_s:.2f} s; fast paths: {fast_paths_state()}\n"
         f"{table(results)}\n"
         f"graphed vs eager J after {'6' if args.smoke else '50'} steps, relative difference: "
         + ", ".join(f"{k} {v:.2e}" for k, v in j_diff.items())
@@ -431,7 +449,12 @@ def main(argv: list[str] | None = None) -> int:
 def _write(out: Path, device_name: str, results: list[Result], j_diff: dict[str, float], report: str) -> None:
     """results.json, durations.csv and (once the run is over) report.txt under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"device": device_name, "results": [asdict(r) for r in results], "graph_j_diff": j_diff}
+    payload = {
+        "device": device_name,
+        "fast_paths": fast_paths_state(),
+        "results": [asdict(r) for r in results],
+        "graph_j_diff": j_diff,
+    }
     (out / "results.json").write_text(json.dumps(payload, indent=2))
     write_durations(out / "durations.csv", results, device_name)
     if report:
