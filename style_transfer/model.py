@@ -109,9 +109,16 @@ def _checked_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 
 def _fuses(x: torch.Tensor, conv: nn.Conv2d) -> bool:
-    """Whether ``conv`` and its ReLU run as one kernel: on a GPU, with the weights in the input's dtype (the bf16
-    copy in a bf16 run), unless turned off."""
-    return x.is_cuda and x.dtype == conv.weight.dtype and accel.fused_conv_relu.on
+    """Whether ``conv`` and its ReLU run as one kernel: on a GPU, when :func:`_fusable`."""
+    return x.is_cuda and _fusable(x, conv)
+
+
+def _fusable(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """The weights are in the input's dtype (the bf16 copy in a bf16 run) and, under autocast, so is the input (the
+    fused call is not autocast's: it would compute in whatever it is given), and the path is on."""
+    device = x.device.type
+    autocast_ok = not torch.is_autocast_enabled(device) or x.dtype == torch.get_autocast_dtype(device)
+    return x.dtype == conv.weight.dtype and autocast_ok and accel.fused_conv_relu.on
 
 
 def _conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

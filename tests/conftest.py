@@ -86,3 +86,45 @@ def client(app_url):
     from gradio_client import Client
 
     return Client(app_url, verbose=False, download_files=False)
+
+
+@pytest.fixture
+def fused_on_cpu(monkeypatch):
+    """The GPU's fused conv + bias + ReLU path, run on the CPU: ``torch.cudnn_convolution_relu`` is cuDNN-only, so a
+    stand-in computes the same thing. Counts its calls."""
+    import torch.nn.functional as F
+
+    from style_transfer import accel
+    from style_transfer import model as model_module
+
+    calls = []
+
+    def kernel(x, weight, bias):
+        calls.append(x.shape)
+        return F.relu(F.conv2d(x, weight, bias, padding=1))
+
+    monkeypatch.setattr(model_module, "_fuses", model_module._fusable)  # as if on a GPU
+    monkeypatch.setattr(model_module, "conv_relu_kernel", kernel)
+    monkeypatch.setattr(accel.fused_conv_relu, "on", True)
+    monkeypatch.setattr(accel.fused_conv_relu, "failures", {})
+    return calls
+
+
+@pytest.fixture
+def bf16_gram_on_cpu(monkeypatch):
+    """The GPU's bf16 Gram path, run on the CPU: ``bmm(out_dtype=fp32)`` is CUDA-only, so a stand-in computes the
+    same products (bf16 values are exact in fp32) with fp32 sums. Counts its calls."""
+    from style_transfer import accel, losses
+
+    calls = []
+
+    def fp32_out_bmm(x, y):
+        assert x.dtype == y.dtype == torch.bfloat16  # it never gets an fp32 copy
+        calls.append(x.shape)
+        return torch.bmm(x.float(), y.float())
+
+    monkeypatch.setattr(losses, "_bf16_kernels", lambda a: a.dtype == torch.bfloat16 and accel.bf16_gram.on)
+    monkeypatch.setattr(losses, "_fp32_out_bmm", fp32_out_bmm)
+    monkeypatch.setattr(accel.bf16_gram, "on", True)
+    monkeypatch.setattr(accel.bf16_gram, "failures", {})
+    return calls

@@ -186,3 +186,23 @@ def test_the_step_after_a_preview_is_queued_before_the_host_waits_for_the_pictur
     checked = events.index("step")  # the capture's checked replay, then the run's steps
     assert events[checked + 1 :] == ["step", "step", "wait", "step", "step", "step", "step", "wait", "wait"]
     assert graphed == eager
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_fast_paths_run_through_whole_runs_graphed_as_eager(
+    emulated, fused_on_cpu, bf16_gram_on_cpu, precision, content_path, style_path, model
+):
+    """The CUDA-only fast paths (fused conv + ReLU, bf16 Gram; CPU stand-ins here) inside whole runs: two scales,
+    queued previews, graphs emulated. The graphed run equals the eager run, frame by frame."""
+    from style_transfer import accel
+
+    settings = {"scales": 2, "size": 64, "preview_every": 2, "precision": precision}
+    eager = _run(content_path, style_path, model, cuda_graphs="off", **settings)
+    graphed = _run(content_path, style_path, model, cuda_graphs="on", **settings)
+    assert graphed == eager and len(emulated) == 2
+    assert not accel.fused_conv_relu.failures
+    bf16 = precision == "bf16" and accel.bf16_supported(torch.device("cpu"))
+    assert bool(bf16_gram_on_cpu) == bf16  # the bf16 Gram runs where the network runs in bf16, and only there
+    # In fp32 every conv is fused; a CPU model has no bf16 weight copy, so under bf16 autocast none is (on a GPU the
+    # bf16 copy takes bf16 inputs: tests/test_model.py)
+    assert len(fused_on_cpu) > 0 if not bf16 else not fused_on_cpu

@@ -129,24 +129,6 @@ def test_gram_keeps_no_fp32_or_weighted_copy_for_backward():
     assert big and all(t.dtype == torch.bfloat16 and t.data_ptr() == a.data_ptr() for t in big)
 
 
-@pytest.fixture
-def bf16_gram_on_cpu(monkeypatch):
-    """The GPU's bf16 Gram path, run on the CPU: ``bmm(out_dtype=fp32)`` is CUDA-only, so a stand-in computes the
-    same products (bf16 values are exact in fp32) with fp32 sums. Counts its calls."""
-    calls = []
-
-    def fp32_out_bmm(x, y):
-        assert x.dtype == y.dtype == torch.bfloat16  # it never gets an fp32 copy
-        calls.append(x.shape)
-        return torch.bmm(x.float(), y.float())
-
-    monkeypatch.setattr(losses, "_bf16_kernels", lambda a: a.dtype == torch.bfloat16 and accel.bf16_gram.on)
-    monkeypatch.setattr(losses, "_fp32_out_bmm", fp32_out_bmm)
-    monkeypatch.setattr(accel.bf16_gram, "on", True)
-    monkeypatch.setattr(accel.bf16_gram, "failures", {})
-    return calls
-
-
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_bf16_gram_path_gives_the_fp32_gram_and_a_bf16_gradient(bf16_gram_on_cpu, layout):
     torch.manual_seed(0)

@@ -156,28 +156,6 @@ def test_backward_keeps_no_pooling_indices(model):
     assert saved and not [t for t in saved if t.dtype == torch.int64]
 
 
-@pytest.fixture
-def fused_on_cpu(monkeypatch):
-    """The GPU's fused conv + bias + ReLU path, run on the CPU: ``torch.cudnn_convolution_relu`` is cuDNN-only, so a
-    stand-in computes the same thing. Counts its calls."""
-    import torch.nn.functional as F
-
-    from style_transfer import accel
-    from style_transfer import model as model_module
-
-    calls = []
-
-    def kernel(x, weight, bias):
-        calls.append(x.shape)
-        return F.relu(F.conv2d(x, weight, bias, padding=1))
-
-    monkeypatch.setattr(model_module, "_fuses", lambda x, conv: x.dtype == conv.weight.dtype)
-    monkeypatch.setattr(model_module, "conv_relu_kernel", kernel)
-    monkeypatch.setattr(accel.fused_conv_relu, "on", True)
-    monkeypatch.setattr(accel.fused_conv_relu, "failures", {})
-    return calls
-
-
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("bf16", [False, True])
 def test_fused_conv_relu_gives_the_same_activations_and_gradients(fused_on_cpu, monkeypatch, layout, bf16):
@@ -293,3 +271,22 @@ def test_the_fused_conv_is_checked_once_per_shape(fused_on_cpu, monkeypatch, mod
         model(torch.rand(1, 3, size, size), ("block1_conv2",))
     assert len(model_module._checked) == 4  # two convs at two sizes
     assert len(fused_on_cpu) == 6  # every call ran the fused kernel (the checks' included)
+
+
+def test_the_fused_conv_is_used_only_where_it_computes_what_autocast_would(monkeypatch):
+    """The fused call is not autocast's: under bf16 autocast it must get bf16 inputs and weights (the bf16 weight
+    copy), or it would compute in fp32 where the plain conv computes in bf16 (and its backward would mix them)."""
+    from torch import nn
+
+    from style_transfer import accel
+    from style_transfer.model import _fusable
+
+    monkeypatch.setattr(accel.fused_conv_relu, "on", True)
+    conv, x = nn.Conv2d(3, 4, 3, padding=1), torch.rand(1, 3, 8, 8)
+    assert _fusable(x, conv)  # fp32 run
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _fusable(x, conv)  # autocast would run this conv in bf16
+        assert _fusable(x.bfloat16(), conv.bfloat16())  # the bf16 copy with a bf16 input
+    assert not _fusable(x, conv.bfloat16())
+    monkeypatch.setattr(accel.fused_conv_relu, "on", False)
+    assert not _fusable(x, conv.float())
