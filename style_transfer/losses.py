@@ -45,15 +45,9 @@ class _Gram(torch.autograd.Function):
         a, weight = ctx.saved_tensors
         if ctx.bf16:
             return _bf16_gram_backward(a, grad), None
-        n, c, h, w = a.shape
         with torch.autocast(a.device.type, enabled=False):
             unrolled = _weighted(a, weight)
-            sym = grad + grad.transpose(1, 2)
-            if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
-                # (N, nH·nW, nC) rows are the channels_last layout: the gradient comes out in a's layout, no copy
-                out = (unrolled.transpose(1, 2) @ sym.transpose(1, 2)).transpose(1, 2).view(n, c, h, w)
-            else:
-                out = (sym @ unrolled).view(n, c, h, w)
+            out = _times(grad + grad.transpose(1, 2), unrolled, a)
             del unrolled  # freed before the next layer-sized tensor: this runs at backward's peak, in block1
             if weight is not None:
                 out.mul_(weight.to(out.dtype))  # in place, for the same reason
@@ -89,8 +83,13 @@ def _bf16_gram_backward(a: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """``(gG + gGᵀ)·A`` as a bf16 matmul, in ``a``'s layout and dtype: the gradient the network's bf16 backward
     takes anyway, with no fp32 copy of ``a`` and no cast of the result."""
     n, c, h, w = a.shape
-    unrolled = a.reshape(n, c, h * w)
-    sym = (grad + grad.transpose(1, 2)).to(a.dtype)
+    return _times((grad + grad.transpose(1, 2)).to(a.dtype), a.reshape(n, c, h * w), a)
+
+
+def _times(sym: torch.Tensor, unrolled: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``sym @ unrolled`` in ``a``'s shape and layout: (N, nH·nW, nC) rows are the channels_last layout, so the
+    gradient comes out in it without a copy."""
+    n, c, h, w = a.shape
     if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
         return (unrolled.transpose(1, 2) @ sym.transpose(1, 2)).transpose(1, 2).view(n, c, h, w)
     return (sym @ unrolled).view(n, c, h, w)
