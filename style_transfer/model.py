@@ -191,18 +191,20 @@ class VGGFeatures(nn.Module):
         bf16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
         if bf16 and self.features_bf16 is not None:
             features, x = self.features_bf16, x.to(torch.bfloat16)  # what autocast would give conv1, cast once
-        index = 0
-        while index <= last:
-            module = features[index]
-            if isinstance(module, nn.Conv2d) and _fuses(x, module):  # the conv and the ReLU after it, in one call
+        relu_done = False  # the ReLU after a fused conv was applied with it
+        for index, module in enumerate(features):
+            if relu_done:
+                relu_done = False
+            elif isinstance(module, nn.Conv2d) and _fuses(x, module):  # the conv and the ReLU after it, in one call
                 key = (x.dtype, module.in_channels, module.out_channels)
                 x = accel.fused_conv_relu(key, _ConvReLU.apply, _conv_relu, x, module.weight, module.bias)
-                index += 1
+                relu_done = True
             else:
                 x = module(x)
             if index in wanted:
                 out[wanted[index]] = x
-            index += 1
+                if index == last:
+                    break
         return out
 
     def device(self) -> torch.device:
