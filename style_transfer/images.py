@@ -1,7 +1,7 @@
 """Loading user images safely into RGB, resizing them, and converting between PIL and tensors.
 
 Every input (a path, raw bytes, a PIL image or a numpy array) ends up as an upright 8-bit RGB PIL image:
-EXIF orientation applied, transparency composited on white, 16-bit and float data scaled (not clipped), the first
+EXIF orientation applied, transparency composited on white, 16-bit data and floats in [0, 1] scaled, the first
 frame of an animation. Oversized images are refused from their header, before their pixels are decoded.
 """
 
@@ -27,28 +27,29 @@ class ImageError(ValueError):
     """An input image could not be used; the message says which and why, in words for the user."""
 
 
-def load_image(source: ImageSource, *, name: str = "image") -> Image.Image:
-    """Open ``source`` and return it as an upright RGB PIL image. ``name`` labels the image in error messages."""
+def load_image(source: ImageSource, *, name: str = "image", matte: int = 255) -> Image.Image:
+    """Open ``source`` and return it as an upright RGB PIL image. ``name`` labels the image in error messages;
+    transparent parts are composited on the grey level ``matte`` (white; a mask's are black: not painted)."""
     if isinstance(source, np.ndarray):
-        return _from_array(source, name)
+        return _from_array(source, name, matte)
     if isinstance(source, Image.Image):
         try:
-            return _to_rgb(source, name)
+            return _to_rgb(source, name, matte)
         except ImageError:
             raise
         except Exception as exc:  # e.g. a mode PIL cannot convert
             raise ImageError(f"{name}: cannot use this image ({source.mode} {source.size}: {exc})") from None
     if isinstance(source, bytes):
-        return _open(io.BytesIO(source), name)
+        return _open(io.BytesIO(source), name, matte)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"{name}: file not found: {path}")
-        return _open(path, name)
+        return _open(path, name, matte)
     raise ImageError(f"{name}: expected a file path, bytes, a PIL image or a numpy array, got {type(source).__name__}")
 
 
-def _open(fp: Path | io.BytesIO, name: str) -> Image.Image:
+def _open(fp: Path | io.BytesIO, name: str, matte: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # PIL only warns between its own limit and twice it; we decide ourselves from the header below.
@@ -56,7 +57,7 @@ def _open(fp: Path | io.BytesIO, name: str) -> Image.Image:
             with Image.open(fp) as img:
                 _check_pixels(img, name)
                 img.load()  # decode now, inside the try, so truncated files fail here
-                return _to_rgb(img, name)
+                return _to_rgb(img, name, matte)
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -128,25 +129,26 @@ def _check_pixels(img: Image.Image, name: str) -> None:
         )
 
 
-def _to_rgb(img: Image.Image, name: str) -> Image.Image:
-    """Any PIL mode -> upright RGB; transparency goes on white, high bit depths are scaled to 8 bits."""
+def _to_rgb(img: Image.Image, name: str, matte: int = 255) -> Image.Image:
+    """Any PIL mode -> upright RGB; transparency goes on grey level ``matte``, high bit depths are scaled to 8 bits."""
     _check_pixels(img, name)
     if getattr(img, "is_animated", False) and img.tell() != 0:
         img.seek(0)  # animations: the first frame (is_animated, unlike n_frames, does not walk every frame)
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _from_array(np.asarray(img), name)
+        return _from_array(np.asarray(img), name, matte, bits=16 if img.mode.startswith("I;16") else None)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", rgba.size, (matte, matte, matte, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
 
 
-def _from_array(array: np.ndarray, name: str) -> Image.Image:
-    """HxW, HxWx1, HxWx3 or HxWx4 arrays of uint8, uint16, int or float ([0, 1]) -> RGB."""
+def _from_array(array: np.ndarray, name: str, matte: int = 255, bits: int | None = None) -> Image.Image:
+    """HxW, HxWx1, HxWx3 or HxWx4 arrays of uint8, uint16, int or float ([0, 1]) -> RGB. ``bits``: the known
+    depth of integer data (a 16-bit file), otherwise guessed from the values."""
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
@@ -156,15 +158,15 @@ def _from_array(array: np.ndarray, name: str) -> Image.Image:
         raise ImageError(f"{name}: the image is empty ({a.shape[1]}x{a.shape[0]})")
     if a.shape[0] * a.shape[1] > MAX_INPUT_PIXELS:
         raise ImageError(f"{name}: the image is too large ({a.shape[1]}x{a.shape[0]})")
-    a = _to_uint8(a, name)
+    a = _to_uint8(a, name, bits)
     if a.ndim == 2:
         return Image.fromarray(a, "L").convert("RGB")
     if a.shape[2] == 4:
-        return _to_rgb(Image.fromarray(a, "RGBA"), name)
+        return _to_rgb(Image.fromarray(a, "RGBA"), name, matte)
     return Image.fromarray(a, "RGB")
 
 
-def _to_uint8(a: np.ndarray, name: str) -> np.ndarray:
+def _to_uint8(a: np.ndarray, name: str, bits: int | None = None) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
     if a.dtype == bool:
@@ -176,6 +178,8 @@ def _to_uint8(a: np.ndarray, name: str) -> np.ndarray:
         raise ImageError(f"{name}: the image contains NaN or infinite values")
     if np.issubdtype(a.dtype, np.floating):
         top = 1.0 if f.max(initial=0) <= 1.0 else (255.0 if f.max() <= 255.0 else float(f.max()))
+    elif bits:
+        top = float(2**bits - 1)
     else:  # 16/32-bit integers: 16-bit full range unless the data is plainly 8-bit
         top = 255.0 if f.max(initial=0) <= 255 else 65535.0 if f.max() <= 65535 else float(f.max())
     return np.clip(np.rint(f / top * 255.0), 0, 255).astype(np.uint8)

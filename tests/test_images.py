@@ -144,3 +144,20 @@ def test_tensor_round_trip():
     t = pil_to_tensor(img)
     assert t.shape == (1, 3, 30, 40) and t.dtype == torch.float32 and t.min() >= 0 and t.max() <= 1
     assert np.array_equal(np.asarray(tensor_to_pil(t)), np.asarray(img))
+
+
+def test_a_dark_16_bit_png_stays_dark():
+    """A 16-bit file's depth is known: values below 256 are near black, not read as 8-bit data."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint16)).save(buf, "PNG")
+    assert np.asarray(load_image(buf.getvalue())).max() == 1  # 200 / 65535 * 255
+
+
+def test_a_mask_s_transparent_part_is_not_painted(tmp_path):
+    """A mask drawn on a transparent layer: the transparent part counts as black (keep the photo), as in the app."""
+    mask = Image.new("RGBA", (8, 4), (0, 0, 0, 0))
+    mask.paste((255, 255, 255, 255), (4, 0, 8, 4))
+    mask.save(tmp_path / "mask.png")
+    grey = np.asarray(load_image(tmp_path / "mask.png", name="mask", matte=0).convert("L"))
+    assert (grey[:, :4] == 0).all() and (grey[:, 4:] == 255).all()
+    assert (np.asarray(load_image(tmp_path / "mask.png").convert("L")) == 255).all()  # other images: on white
