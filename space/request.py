@@ -98,6 +98,11 @@ def check_request(values: Mapping[str, object]) -> Request:
             prepare_style(background_style, cfg, BY_NAME["background_style"].what) if background_style else None
         )
         mask_img = mask_from_editor(values.get("mask"), content_img.size)
+        if background is not None and mask_img is None:
+            raise ValueError(
+                "Background style: it paints the part of the photo outside the mask, and nothing is painted on the "
+                "mask; paint the region to style, or remove the background style."
+            )
     except (ConfigError, ImageError, ValueError) as exc:
         log.info("request refused: %s", type(exc).__name__)
         raise user_error(str(exc), "Invalid input") from None

@@ -8,7 +8,6 @@ no further step runs. Between previews the loop never copies to the host: costs 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ from PIL import Image
 
 from . import accel, colour, graphs, losses
 from .config import StyleConfig
-from .images import ImageSource, check_min_side, load_image, pil_to_tensor, resize_longest, to_pixels
+from .images import ImageError, ImageSource, check_min_side, load_image, pil_to_tensor, resize_longest, to_pixels
 from .model import VGGFeatures, load_model, resolve_device
 
 
@@ -78,7 +77,7 @@ def load_inputs(
         styles=[load_image(s, name=_style_name(i, len(styles))) for i, s in enumerate(styles)],
     )
     if mask is not None:
-        loaded.mask = load_image(mask, name="mask").convert("L")
+        loaded.mask = load_image(mask, name="mask", matte=0).convert("L")  # transparent = not painted
     if background_style is not None:
         loaded.background_styles = [load_image(s, name="background style image") for s in _as_list(background_style)]
     return loaded
@@ -222,16 +221,31 @@ def stylize(
     ``style`` may be one image or a list (blended by ``style_blend_weights``). ``mask`` (white = paint here)
     limits the style to a region; outside it the photo is kept, or painted in ``background_style`` if given.
     ``config`` holds the settings (defaults: :class:`StyleConfig`); keyword ``overrides`` change single fields,
-    e.g. ``stylize("a.jpg", "b.jpg", size=256, steps=200)``. Settings and inputs are validated before any
-    network work. Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used).
+    e.g. ``stylize("a.jpg", "b.jpg", size=256, steps=200)``. Settings and inputs are validated by the call itself
+    (:class:`ConfigError`, :class:`ImageError`, ``ValueError``), before any network work.
+    Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used).
     """
     start = time.perf_counter()
-    cfg = dataclasses.replace(config or StyleConfig(), **overrides).validate()
+    if config is not None and not isinstance(config, StyleConfig):
+        raise TypeError(
+            f"config: expected a StyleConfig, got {type(config).__name__} (pass single settings as keywords instead)"
+        )
+    cfg = (config if config is not None else StyleConfig()).replace(**overrides)  # unknown names are refused by name
     inputs = load_inputs(content, style, mask, background_style)
     if cfg.style_blend_weights and len(cfg.style_blend_weights) != len(inputs.styles):
         raise ValueError(
             f"style_blend_weights: {len(cfg.style_blend_weights)} weights given for {len(inputs.styles)} style images"
         )
+    if inputs.background_styles and inputs.mask is None:
+        raise ValueError("background_style: it paints the region outside a mask; give a mask too, or leave it out")
+    if inputs.mask is not None and not inputs.background_styles and inputs.mask.getextrema()[1] == 0:
+        raise ImageError("mask: it is black everywhere, so nothing would be painted (white = paint here)")
+    # Everything above runs at the call, so a bad setting or image fails there, not at the first next().
+    return _frames(inputs, cfg, model, start)
+
+
+def _frames(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: float) -> Iterator[Frame]:
+    """The run itself, for :func:`stylize`: every scale's optimisation, then the final frame."""
     if model is None:
         model = load_model(cfg.weights, resolve_device(cfg.device), cfg.pooling)
     accel.configure_backends(model.device())  # constant, process-wide values: the same for every request
@@ -367,7 +381,8 @@ class _PendingFrame:
 
 
 def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> Iterator[Frame]:
-    """``steps`` optimiser steps on ``image`` (in place), yielding a frame every ``preview_every`` steps.
+    """``steps`` optimiser steps on ``image`` (in place), yielding a frame at its first step and at every multiple
+    of ``preview_every`` of the whole run (``offset`` is the steps done at earlier scales).
 
     Grad mode is thread-local and a consumer may resume this generator on another thread (Gradio does), so no
     mode is held across a ``yield``: each step turns gradients on for itself (:func:`_adam_step`,
@@ -382,9 +397,13 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
         closure_graph = graphs.capture_closure(image, lambda x: _lbfgs_loss(stage, x))
     elif graphed:
         step_graph = graphs.capture_step(image, optimizer, stage.objective, stage.project_)
+
+    def preview_at(local: int) -> bool:  # every preview_every steps of the whole run, and at each scale's start
+        return local == 0 or (offset + local) % cfg.preview_every == 0
+
     local = 0
     while local < steps:
-        preview = local % cfg.preview_every == 0
+        preview = preview_at(local)
         if lbfgs:
             if preview:
                 yield stage.evaluate_frame(stage.project(image.detach()), offset + local)
@@ -393,7 +412,7 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
             step_graph.step()
             if preview:  # the graph's buffers hold the pre-step image and its costs, as in the eager step
                 pending = stage.start_frame(step_graph.shown, step_graph.terms, offset + local)
-                if local + 1 < steps and (local + 1) % cfg.preview_every:
+                if local + 1 < steps and not preview_at(local + 1):
                     step_graph.step()  # queued now: the GPU runs it while the host makes (and sends) the picture
                     local += 1
                 yield pending.result()

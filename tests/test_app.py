@@ -98,6 +98,7 @@ def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
         ({"steps": MAX_STEPS + 1}, f"greater than maximum value {MAX_STEPS}"),
         ({"init": "zeros"}, "zeros"),
         ({"style_weight": 1e6, "style_strength": 10}, "style_weight"),
+        ({"background_style": handle_file(str(STYLE))}, "Background style: .* nothing is painted on the mask"),
     ],
 )
 def test_bad_input_gives_a_clear_error_and_server_keeps_answering(client, changes, message):

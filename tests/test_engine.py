@@ -94,6 +94,11 @@ def test_non_finite_cost_stops_with_a_clear_error(content_path, style_path, mode
 def test_inputs_and_settings_validated_before_any_work(content_path, tmp_path):
     with pytest.raises(ConfigError, match="size"):
         next(stylize(tmp_path / "missing.png", content_path, size=0))
+    # At the call itself, not at the first next(), and a misspelt name is named as a setting.
+    with pytest.raises(ConfigError, match=r"unknown setting.*style_wieght"):
+        stylize(content_path, content_path, style_wieght=3)
+    with pytest.raises(TypeError, match="config: expected a StyleConfig, got dict"):
+        stylize(content_path, content_path, {"size": 64})
     with pytest.raises(ImageError, match="content image: file not found"):
         next(stylize(tmp_path / "missing.png", content_path, size=32))
     bad = tmp_path / "style.png"

@@ -11,7 +11,7 @@ from PIL import Image
 from style_transfer import ConfigError, StyleConfig, colour, run, stylize
 from style_transfer.config import PRESETS, preset
 from style_transfer.engine import Objective, prepare_images
-from style_transfer.images import pil_to_tensor
+from style_transfer.images import ImageError, pil_to_tensor
 from style_transfer.model import load_model
 from style_transfer.output import encode_image, read_settings, save_image
 from tests.conftest import make_content, make_style
@@ -127,15 +127,16 @@ def test_coarse_to_fine_streams_increasing_sizes_and_ends_at_the_requested_size(
     ]
 
 
-def test_mask_of_zeros_keeps_the_photo_and_a_full_mask_stylises(content_path, style_path, model):
+def test_a_black_mask_is_refused_and_a_full_mask_stylises(content_path, style_path, model):
     kw = {"model": model, "size": 48, "steps": 10}
     content = np.asarray(
         Image.open(content_path).convert("RGB").resize((48, 36), Image.Resampling.LANCZOS), dtype=float
     )
-    empty = run(content_path, style_path, mask=Image.new("L", (64, 48), 0), **kw)
+    # A black mask paints nothing: a whole run for the unchanged photo is a mistake (an inverted or wrong file).
+    with pytest.raises(ImageError, match="black everywhere"):
+        stylize(content_path, style_path, mask=Image.new("L", (64, 48), 0), **kw)
     full = run(content_path, style_path, mask=Image.new("L", (64, 48), 255), **kw)
     unmasked = run(content_path, style_path, **kw)
-    assert np.abs(np.asarray(empty.image, dtype=float) - content).mean() < 0.5
     assert np.abs(np.asarray(full.image, dtype=float) - content).mean() > 3
     assert np.abs(np.asarray(full.image, dtype=float) - np.asarray(unmasked.image, dtype=float)).mean() < 1.0
 
@@ -144,6 +145,11 @@ def test_mask_of_zeros_keeps_the_photo_and_a_full_mask_stylises(content_path, st
     out = np.asarray(run(content_path, style_path, mask=half, **kw).image, dtype=float)
     assert np.abs(out[:, :20] - content[:, :20]).mean() < 0.5  # left: the photo
     assert np.abs(out[:, 28:] - content[:, 28:]).mean() > 3  # right: painted
+
+    layer = Image.new("RGBA", (64, 48), (0, 0, 0, 0))  # the same region drawn on a transparent layer
+    layer.paste((255, 255, 255, 255), (32, 0, 64, 48))
+    drawn = np.asarray(run(content_path, style_path, mask=layer, **kw).image, dtype=float)
+    assert np.array_equal(drawn, out)
 
 
 def test_background_style_paints_the_unmasked_region(content_path, style_path, model):
