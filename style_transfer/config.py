@@ -176,6 +176,8 @@ class StyleConfig:
                 f"style_layer_weights: {len(self.style_layer_weights)} weights given for "
                 f"{len(self.style_layers)} style layers; give one per layer or none."
             )
+        if self.style_layer_weights and not sum(self.style_layer_weights) > 0:
+            raise ConfigError("style_layer_weights: at least one weight must be above 0.")
         if self.style_blend_weights and not sum(self.style_blend_weights) > 0:
             raise ConfigError("style_blend_weights: at least one weight must be above 0.")
         if self.content_weight == 0 and self.style_weight == 0 and self.tv_weight == 0:
@@ -312,6 +314,11 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+def number(value: float) -> str:
+    """A limit as people write it: integers in full (2147483647, not 2.14748e+09), floats short (1e+06, 0.02)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _check_field(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     name = f.name
@@ -320,7 +327,7 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
             raise ConfigError(f"{name}: must be a finite number, got {value!r}")
         lo, hi = meta.get("min"), meta.get("max")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ConfigError(f"{name}: {value!r} is outside the allowed range [{lo:g}, {hi:g}]")
+            raise ConfigError(f"{name}: {value!r} is outside the allowed range [{number(lo)}, {number(hi)}]")
     elif isinstance(value, tuple):
         for item in value:
             if isinstance(item, float) and (not math.isfinite(item) or item < 0):

@@ -12,7 +12,7 @@ from torch import nn
 
 from . import accel
 from .layers import LAYER_NAMES, VGG19_BLOCKS
-from .weights import Preprocessing, load_conv_params
+from .weights import Preprocessing, WeightsError, load_conv_params
 
 
 class _MaxPool2x2(torch.autograd.Function):
@@ -161,7 +161,10 @@ class VGGFeatures(nn.Module):
         with torch.no_grad():
             for conv, (weight, bias) in zip(convs, params, strict=True):
                 if conv.weight.shape != weight.shape:
-                    raise ValueError(f"weight shape {tuple(weight.shape)} != expected {tuple(conv.weight.shape)}")
+                    raise WeightsError(
+                        f"Weights file is not a VGG-19 state dict: a conv weight of shape {tuple(weight.shape)} where "
+                        f"VGG-19 has {tuple(conv.weight.shape)}."
+                    )
                 conv.weight.copy_(weight)
                 conv.bias.copy_(bias)
         # A bf16 copy for bf16 autocast runs: autocast would cast every weight and bias again on every forward (26

@@ -85,10 +85,21 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"Could not read weights file {path}: {exc}") from None
+        raise WeightsError(f"Could not read weights file {path}: {_load_failure(exc)}") from None
     if not isinstance(state, dict):
         raise WeightsError(f"Weights file {path} does not hold a state dict.")
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load`` failed, for a user: its own text asks to load unsafely or to file an issue with PyTorch."""
+    text = str(exc).strip()
+    if "Unsupported global" in text:
+        return "it holds Python objects, not only tensors; save one with torch.save(model.state_dict(), path)"
+    if text.startswith("Weights only load failed"):
+        return "not a PyTorch weights file (it cannot be unpickled)"
+    first = text.splitlines()[0][:160] if text else type(exc).__name__
+    return f"not a PyTorch weights file ({first})"
 
 
 def _from_keras_dict(state: dict[str, torch.Tensor]) -> ConvParams:
