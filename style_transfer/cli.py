@@ -3,18 +3,20 @@
 Every option except the file names is generated from :class:`~style_transfer.config.StyleConfig`, so flags, their
 defaults, ranges and help always match the engine. Exit codes: 0 done, 1 unexpected error, 2 bad option value,
 3 unusable input image, 4 weights unavailable, 5 the optimisation diverged (the last good frame is still saved),
-130 interrupted (the latest frame is saved).
+130 interrupted (the last preview is saved).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from . import __version__
-from .config import PRESETS, ConfigError, StyleConfig, default_of, field_specs, preset
+from .config import PRESETS, ConfigError, StyleConfig, default_of, field_specs, number, preset
 from .engine import Frame, NonFiniteLossError, stylize
 from .images import ImageError
 from .output import format_for, save_image
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         meta, default = f.metadata, default_of(f)
         help_text = meta["help"]
         if meta["min"] is not None:
-            help_text += f" Range {meta['min']:g}–{meta['max']:g}."
+            help_text += f" Range {number(meta['min'])}–{number(meta['max'])}."
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         # SUPPRESS: only options the user gives reach the config, so a --preset can fill the others.
         kwargs: dict = {"dest": f.name, "help": f"{help_text} (default: {shown})", "default": argparse.SUPPRESS}
@@ -77,20 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output = Path(args.output)
     try:
-        format_for(output)
-    except ValueError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    try:
         explicit = {f.name: getattr(args, f.name) for f in field_specs() if hasattr(args, f.name)}
         cfg = StyleConfig(**{**(preset(args.preset) if args.preset else {}), **explicit}).validate()
         save_every, save_dir = _parse_save_every(args.save_every)
         if save_every:  # frames are needed at every multiple of N too
             cfg = cfg.replace(preview_every=math.gcd(cfg.preview_every, save_every))
-    except ConfigError as exc:
+        # Where the results go is checked before any work, so a typo in a path never costs a run.
+        format_for(output)
+        _check_writable(output, "--output")
+        if save_every:
+            _check_writable(save_dir / "step_00000.png", "--save-every DIR")
+    except (ConfigError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE)
 
     frame: Frame | None = None
     bar = None
+    failure: tuple[str, int] | None = None
     try:
         frames = stylize(args.content, args.style, cfg, mask=args.mask, background_style=args.background_style)
         for frame in frames:
@@ -102,31 +106,33 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update(frame.step - bar.n)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in frame.losses.items()})
             if save_every and frame.step % save_every == 0:
-                save_dir.mkdir(parents=True, exist_ok=True)
                 frame.image.save(save_dir / f"step_{frame.step:05d}.png")
     except KeyboardInterrupt:
-        _save(frame, output, cfg)
-        return _fail(
-            f"interrupted at step {frame.step if frame else 0}; latest image saved to {output}"
-            if frame
-            else "interrupted",
-            EXIT_INTERRUPTED,
-        )
+        failure = ("interrupted", EXIT_INTERRUPTED)
+        if frame is not None:
+            saved = _save(frame, output, cfg) or f"saved to {output}"
+            failure = (f"interrupted; the last preview (step {frame.step}) {saved}", EXIT_INTERRUPTED)
     except ImageError as exc:
-        return _fail(str(exc), EXIT_IMAGE)
+        failure = (str(exc), EXIT_IMAGE)
     except WeightsError as exc:
-        return _fail(str(exc), EXIT_WEIGHTS)
+        failure = (str(exc), EXIT_WEIGHTS)
     except NonFiniteLossError as exc:
-        _save(exc.last_frame, output, cfg)
-        return _fail(str(exc), EXIT_DIVERGED)
+        failure = (str(exc), EXIT_DIVERGED)
+        if exc.last_frame is not None:
+            saved = _save(exc.last_frame, output, cfg) or f"saved to {output}"
+            failure = (f"{exc} The last good image (step {exc.last_frame.step}) {saved}.", EXIT_DIVERGED)
     except (ConfigError, ValueError) as exc:  # e.g. blend weights that do not match the styles
-        return _fail(str(exc), EXIT_USAGE)
-    except RuntimeError as exc:  # e.g. device 'cuda' without a GPU
-        return _fail(str(exc), EXIT_ERROR)
+        failure = (str(exc), EXIT_USAGE)
+    except (RuntimeError, OSError) as exc:  # e.g. device 'cuda' without a GPU, a disk that filled up
+        failure = (str(exc), EXIT_ERROR)
     finally:
         if bar is not None:
-            bar.close()
-    _save(frame, output, cfg)
+            bar.close()  # before any message, so the bar is not drawn again under it
+    if failure is not None:
+        return _fail(*failure)
+    problem = _save(frame, output, cfg)
+    if problem:
+        return _fail(f"the result {problem}", EXIT_ERROR)
     if not args.quiet:
         print(
             f"saved {output} ({frame.image.width}x{frame.image.height}, {frame.step} steps, {frame.elapsed:.1f} s)",
@@ -147,11 +153,30 @@ def _parse_save_every(value: list[str] | None) -> tuple[int, Path]:
     return every, Path(value[1])
 
 
-def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> None:
+def _check_writable(path: Path, flag: str) -> None:
+    """Make ``path``'s folder and prove a file can be written there (left as it was found); ConfigError if not."""
+    if path.is_dir():
+        raise ConfigError(f"{flag}: {path} is a folder; give a file name such as {path / 'out.png'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"[Errno 13] Permission denied: {str(path)!r}")
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot write {path} ({exc.strerror or exc})") from None
+
+
+def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> str | None:
+    """Save ``frame`` to ``output`` with the settings; None when saved (or nothing to save), else why not."""
     if frame is None:
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_image(frame.image, output, settings={**cfg.to_dict(), "steps_done": frame.step})
+        return None
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        save_image(frame.image, output, settings={**cfg.to_dict(), "steps_done": frame.step})
+    except OSError as exc:
+        return f"could not be saved to {output}: {exc.strerror or exc}"
+    return None
 
 
 def _fail(message: str, code: int) -> int:

@@ -1,10 +1,12 @@
 """The command line end to end: a PNG of the requested size, and one-line errors with meaningful exit codes."""
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from style_transfer import cli
@@ -109,3 +111,85 @@ def test_every_config_field_has_a_flag():
         "--save-every",
     ):
         assert flag in help_text
+
+
+def _never_run(*args, **kwargs):
+    raise AssertionError("the run started although its output cannot be written")
+
+
+@pytest.mark.parametrize("where", ["folder", "under_a_file", "frames_under_a_file"])
+def test_an_unwritable_destination_is_refused_before_any_work(
+    capsys, monkeypatch, content_path, style_path, tmp_path, where
+):
+    monkeypatch.setattr(cli, "stylize", _never_run)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir.png").mkdir()
+    flags = {
+        "folder": ["-o", tmp_path / "adir.png"],
+        "under_a_file": ["-o", tmp_path / "afile" / "o.png"],
+        "frames_under_a_file": ["-o", tmp_path / "o.png", "--save-every", "2", tmp_path / "afile"],
+    }[where]
+    code, err = _run(capsys, content_path, style_path, "-q", *flags)
+    assert code == cli.EXIT_USAGE and "\n" not in err
+    assert err.startswith("error: --output: ") or err.startswith("error: --save-every DIR: cannot write"), err
+
+
+def test_a_failed_save_is_one_line_not_a_traceback(capsys, monkeypatch, content_path, style_path, tmp_path):
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli, "save_image", disk_full)
+    code, err = _run(capsys, content_path, style_path, "-q", "-o", tmp_path / "o.png", "--size", "32", "--steps", "2")
+    assert code == cli.EXIT_ERROR
+    assert err == f"error: the result could not be saved to {tmp_path / 'o.png'}: No space left on device"
+
+
+def test_save_every_keeps_every_multiple_across_scales(capsys, content_path, style_path, tmp_path):
+    """Coarse-to-fine runs count previews over the whole run, so no multiple of N is skipped at a scale's start."""
+    frames = tmp_path / "frames"
+    args = ["-q", "-o", tmp_path / "o.png", "--size", "64", "--steps", "30", "--scales", "2"]
+    code, err = _run(capsys, content_path, style_path, *args, "--save-every", "10", frames)
+    assert code == cli.EXIT_OK, err
+    names = sorted(p.name for p in frames.iterdir())
+    assert {f"step_{k:05d}.png" for k in (0, 10, 20, 30)} <= set(names), names
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "message"),
+    [
+        (["--background-style", "STYLE"], cli.EXIT_USAGE, "background_style: it paints the region outside a mask"),
+        (["--mask", "BLACK"], cli.EXIT_IMAGE, "mask: it is black everywhere"),
+        (["--style-layer-weights", "0,0,0,0,0"], cli.EXIT_USAGE, "style_layer_weights: at least one weight"),
+        (["--weights", "GARBAGE"], cli.EXIT_WEIGHTS, "not a PyTorch weights file (it cannot be unpickled)"),
+        (
+            ["--weights", "SHAPES"],
+            cli.EXIT_WEIGHTS,
+            "a conv weight of shape (8, 3, 3, 3) where VGG-19 has (64, 3, 3, 3)",
+        ),
+    ],
+)
+def test_inputs_that_would_be_ignored_or_fail_late_are_refused(
+    capsys, content_path, style_path, tmp_path, flags, code, message
+):
+    Image.new("L", (48, 36), 0).save(tmp_path / "black.png")
+    (tmp_path / "garbage.pth").write_bytes(bytes(range(256)) * 8)
+    torch.save(
+        {
+            f"features.{i}.{k}": torch.zeros((8, 3, 3, 3) if k == "weight" else (8,))
+            for i in range(16)
+            for k in ("weight", "bias")
+        },
+        tmp_path / "shapes.pth",
+    )
+    stand_in = {
+        "STYLE": style_path,
+        "BLACK": tmp_path / "black.png",
+        "GARBAGE": tmp_path / "garbage.pth",
+        "SHAPES": tmp_path / "shapes.pth",
+    }
+    flags = [stand_in.get(f, f) for f in flags]
+    got, err = _run(
+        capsys, content_path, style_path, "-q", "-o", tmp_path / "o.png", "--size", "32", "--steps", "2", *flags
+    )
+    assert got == code and message in err and "\n" not in err, err
+    assert "file an issue" not in err and not (tmp_path / "o.png").exists()
