@@ -180,6 +180,9 @@ def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> str | None:
 
 
 def _fail(message: str, code: int) -> int:
+    field, sep, rest = message.partition(": ")
+    if sep and field in {f.name for f in field_specs()}:  # name the flag the user typed, not the Python field
+        message = f"--{field.replace('_', '-')}: {rest}"
     print(f"error: {message}", file=sys.stderr)
     return code
 

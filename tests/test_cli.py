@@ -76,7 +76,7 @@ def test_text_file_as_style(capsys, content_path, tmp_path):
     [
         (["--size", "0"], "size: 0 is outside the allowed range [32, 2048]"),
         (["--steps", "lots"], "steps: expected a number"),
-        (["--lr", "nan"], "learning_rate: must be a finite number"),
+        (["--lr", "nan"], "--learning-rate: must be a finite number"),
         (["--save-every", "0", "frames"], "--save-every: N must be a whole number >= 1"),
         (["-o", "out.gif"], "output: unsupported file type '.gif'"),
     ],
@@ -159,7 +159,7 @@ def test_save_every_keeps_every_multiple_across_scales(capsys, content_path, sty
     [
         (["--background-style", "STYLE"], cli.EXIT_USAGE, "background_style: it paints the region outside a mask"),
         (["--mask", "BLACK"], cli.EXIT_IMAGE, "mask: it is black everywhere"),
-        (["--style-layer-weights", "0,0,0,0,0"], cli.EXIT_USAGE, "style_layer_weights: at least one weight"),
+        (["--style-layer-weights", "0,0,0,0,0"], cli.EXIT_USAGE, "--style-layer-weights: at least one weight"),
         (["--weights", "GARBAGE"], cli.EXIT_WEIGHTS, "not a PyTorch weights file (it cannot be unpickled)"),
         (
             ["--weights", "SHAPES"],
