@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         explicit = {f.name: getattr(args, f.name) for f in field_specs() if hasattr(args, f.name)}
         cfg = StyleConfig(**{**(preset(args.preset) if args.preset else {}), **explicit}).validate()
         save_every, save_dir = _parse_save_every(args.save_every)
+        asked = cfg  # the settings embedded in the output: the user's, not the preview interval used below
         if save_every:  # frames are needed at every multiple of N too
             cfg = cfg.replace(preview_every=math.gcd(cfg.preview_every, save_every))
         # Where the results go is checked before any work, so a typo in a path never costs a run.
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         failure = ("interrupted", EXIT_INTERRUPTED)
         if frame is not None:
-            saved = _save(frame, output, cfg) or f"saved to {output}"
+            saved = _save(frame, output, asked) or f"saved to {output}"
             failure = (f"interrupted; the last preview (step {frame.step}) {saved}", EXIT_INTERRUPTED)
     except ImageError as exc:
         failure = (str(exc), EXIT_IMAGE)
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as exc:
         failure = (str(exc), EXIT_DIVERGED)
         if exc.last_frame is not None:
-            saved = _save(exc.last_frame, output, cfg) or f"saved to {output}"
+            saved = _save(exc.last_frame, output, asked) or f"saved to {output}"
             failure = (f"{exc} The last good image (step {exc.last_frame.step}) {saved}.", EXIT_DIVERGED)
     except (ConfigError, ValueError) as exc:  # e.g. blend weights that do not match the styles
         failure = (str(exc), EXIT_USAGE)
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()  # before any message, so the bar is not drawn again under it
     if failure is not None:
         return _fail(*failure)
-    problem = _save(frame, output, cfg)
+    problem = _save(frame, output, asked)
     if problem:
         return _fail(f"the result {problem}", EXIT_ERROR)
     if not args.quiet:

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from style_transfer import cli
+from style_transfer.output import read_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,6 +153,7 @@ def test_save_every_keeps_every_multiple_across_scales(capsys, content_path, sty
     assert code == cli.EXIT_OK, err
     names = sorted(p.name for p in frames.iterdir())
     assert {f"step_{k:05d}.png" for k in (0, 10, 20, 30)} <= set(names), names
+    assert read_settings(tmp_path / "o.png")["preview_every"] == 20  # the user's setting, not the one used for N
 
 
 @pytest.mark.parametrize(
