@@ -15,6 +15,7 @@ import gradio as gr
 import torch
 
 from space import limits, params
+from space.costplot import CostPlot
 from space.errors import answered
 from space.request import Request, check_request, mask_editor_value
 from space.stream import stream
@@ -158,7 +159,7 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         endpoint.remaining()  # a parameter added to space/params.py appears here until it gets its own place
     with gr.Row():
         compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
-        losses = gr.LinePlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses", height=360)
+        losses = CostPlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses", height=360)
     download = gr.File(label="Download the result (settings embedded)", elem_id="download")
 
     inputs = endpoint.inputs()  # every parameter's component, in the endpoint's order

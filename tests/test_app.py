@@ -181,3 +181,29 @@ def test_mask_from_editor_layers():
     opaque.paste((255, 255, 255), (0, 0, 40, 60))  # an uploaded black-and-white mask: brightness counts
     mask = mask_from_editor({"background": None, "layers": [opaque], "composite": None}, (40, 30))
     assert mask.getpixel((5, 5)) == 255 and mask.getpixel((35, 5)) == 0
+
+
+def test_a_cached_example_gives_the_cost_plot_data_not_text(tmp_path, monkeypatch):
+    """Clicking a cached example loads the plot's value from Gradio's cache; a LinePlot gets its JSON *text* back,
+    on which the browser's plot fails and the page stops updating. The cost plot must get the data."""
+    import gradio as gr
+    import pandas as pd
+
+    from space.costplot import CostPlot
+
+    monkeypatch.chdir(tmp_path)  # the example cache is written under the working directory
+
+    def fn(text):
+        yield pd.DataFrame({"step": [0], "term": ["total J"], "log10 cost": [9.0]}), "step 0/1"
+        yield pd.DataFrame({"step": [0, 1], "term": ["total J", "α·content"], "log10 cost": [9.0, None]}), "step 1/1"
+
+    with gr.Blocks():
+        text = gr.Textbox()
+        plot = CostPlot(x="step", y="log10 cost", color="term")
+        status = gr.Textbox()
+        examples = gr.Examples([["x"]], [text], [plot, status], fn=fn, cache_examples=True, cache_mode="lazy")
+    value, shown = examples.load_from_cache(0)
+    assert shown == "step 1/1"
+    assert value["columns"] == ["step", "term", "log10 cost"]
+    assert value["data"] == [[0, "total J", 9.0], [1, "α·content", None]]
+    assert plot.get_block_name() == gr.LinePlot().get_block_name()  # the browser draws it as a LinePlot
