@@ -3,6 +3,8 @@
 Each test would fail if its feature were missing or wrong.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -93,6 +95,27 @@ def test_style_scale_and_pooling(content_path, style_path):
     avg = load_model("caffe", "cpu", "avg")
     assert any(isinstance(m, torch.nn.AvgPool2d) for m in avg.features)
     assert not any(isinstance(m, torch.nn.AvgPool2d) for m in load_model("caffe", "cpu", "max").features)
+
+
+def test_lbfgs_does_not_jump_out_of_the_picture():
+    """temple x great_wave with average pooling: L-BFGS's second step moved pixels by ~7e6, every pixel saturated,
+    J(project(x)) lost its gradient and the run stayed on a picture of black, white and primary blocks."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    frames = list(
+        stylize(
+            examples / "content" / "temple.jpg",
+            examples / "styles" / "great_wave.jpg",
+            size=96,
+            steps=8,
+            preview_every=1,
+            optimizer="lbfgs",
+            pooling="avg",
+        )
+    )
+    costs = [f.losses["total"] for f in frames]
+    assert all(later < costs[0] for later in costs[2:]), costs  # it descends instead of jumping up and stalling
+    pixels = np.asarray(frames[-1].image)
+    assert ((pixels == 0) | (pixels == 255)).mean() < 0.2  # not a saturated picture
 
 
 def test_lbfgs_lowers_the_cost_faster_per_step_than_adam(content_path, style_path, model):
