@@ -158,6 +158,9 @@ def _check_writable(path: Path, flag: str) -> None:
     """Make ``path``'s folder and prove a file can be written there (left as it was found); ConfigError if not."""
     if path.is_dir():
         raise ConfigError(f"{flag}: {path} is a folder; give a file name such as {path / 'out.png'}")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{flag}: cannot write {path} ({blocker} is a file, not a folder)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
@@ -182,7 +185,7 @@ def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> str | None:
 
 def _fail(message: str, code: int) -> int:
     field, sep, rest = message.partition(": ")
-    if sep and field in {f.name for f in field_specs()}:  # name the flag the user typed, not the Python field
+    if sep and field in {f.name for f in field_specs()} | {"background_style", "mask"}:  # the flag, not the field
         message = f"--{field.replace('_', '-')}: {rest}"
     print(f"error: {message}", file=sys.stderr)
     return code

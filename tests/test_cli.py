@@ -133,6 +133,8 @@ def test_an_unwritable_destination_is_refused_before_any_work(
     code, err = _run(capsys, content_path, style_path, "-q", *flags)
     assert code == cli.EXIT_USAGE and "\n" not in err
     assert err.startswith("error: --output: ") or err.startswith("error: --save-every DIR: cannot write"), err
+    if where != "folder":
+        assert err.endswith(f"({tmp_path / 'afile'} is a file, not a folder)"), err
 
 
 def test_a_failed_save_is_one_line_not_a_traceback(capsys, monkeypatch, content_path, style_path, tmp_path):
@@ -159,7 +161,7 @@ def test_save_every_keeps_every_multiple_across_scales(capsys, content_path, sty
 @pytest.mark.parametrize(
     ("flags", "code", "message"),
     [
-        (["--background-style", "STYLE"], cli.EXIT_USAGE, "background_style: it paints the region outside a mask"),
+        (["--background-style", "STYLE"], cli.EXIT_USAGE, "--background-style: it paints the region outside a mask"),
         (["--mask", "BLACK"], cli.EXIT_IMAGE, "mask: it is black everywhere"),
         (["--style-layer-weights", "0,0,0,0,0"], cli.EXIT_USAGE, "--style-layer-weights: at least one weight"),
         (["--weights", "GARBAGE"], cli.EXIT_WEIGHTS, "not a PyTorch weights file (it cannot be unpickled)"),
