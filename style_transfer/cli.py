@@ -165,10 +165,10 @@ def _check_writable(path: Path, flag: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
             pass
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(f"[Errno 13] Permission denied: {str(path)!r}")
     except OSError as exc:
         raise ConfigError(f"{flag}: cannot write {path} ({exc.strerror or exc})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{flag}: cannot write {path} (the file is read-only)")
 
 
 def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> str | None:
