@@ -18,6 +18,7 @@ from space import limits, params
 from space.costplot import CostPlot
 from space.errors import answered
 from space.request import Request, check_request, mask_editor_value
+from space.stop import finish, forget, remember
 from space.stream import stream
 from space.zerogpu import ON_ZEROGPU, gpu_duration
 from style_transfer.accel import bf16_supported
@@ -52,10 +53,19 @@ MCP = MCP_WANTED and importlib.util.find_spec("mcp") is not None
 
 
 def run(values: dict) -> Iterator[tuple]:
-    """The endpoint's body: check the request in this process (bad input costs no GPU time), then run it."""
+    """The endpoint's body: check the request in this process (bad input costs no GPU time), then run it.
+
+    Yields the outputs' values and, last, the run in progress for Stop (a ``gr.State``, hidden from the API).
+    """
     with answered("checking the request"):
         request = check_request(values)
-    yield from run_on_gpu(request, gpu_duration(request) if ON_ZEROGPU else None)
+    yield from remember(run_on_gpu(request, gpu_duration(request) if ON_ZEROGPU else None), request)
+
+
+def run_example(values: dict) -> Iterator[tuple]:
+    """A complete example's run: the same outputs, without the state for Stop (an example has no Stop)."""
+    for *outputs, _running in run(values):
+        yield tuple(outputs)
 
 
 @spaces.GPU(duration=gpu_duration)
@@ -161,6 +171,8 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
         losses = CostPlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses", height=360)
     download = gr.File(label="Download the result (settings embedded)", elem_id="download")
+    # The run in progress and its latest frame, which Stop keeps (space/stop.py).
+    running = gr.State(None, time_to_live=limits.STOP_STATE_TTL_S)
 
     inputs = endpoint.inputs()  # every parameter's component, in the endpoint's order
     outputs = [result, compare, losses, status, download]
@@ -168,7 +180,7 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         examples=[endpoint.example(str(c), str(s)) for c, s in EXAMPLE_PAIRS],
         inputs=endpoint.inputs(endpoint.example_names()),  # the optional images have no example value
         outputs=outputs,
-        fn=endpoint.function(run, name="stylize_example", names=endpoint.example_names()),
+        fn=endpoint.function(run_example, name="stylize_example", names=endpoint.example_names()),
         cache_examples=os.getenv("NST_CACHE_EXAMPLES", "1") == "1",
         cache_mode="lazy",
         visible_columns=[0, 1],
@@ -184,9 +196,17 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
     content_gallery.select(_pick(CONTENT_EXAMPLES), None, content_in, api_visibility="private", queue=False)
     style_gallery.select(_pick(STYLE_EXAMPLES), None, style_in, api_visibility="private", queue=False)
     run_event = run_btn.click(
-        stylize, inputs, outputs, api_name="stylize", concurrency_limit=limits.queue_limits(ON_ZEROGPU).concurrency
+        stylize,
+        inputs,
+        [*outputs, running],
+        api_name="stylize",
+        concurrency_limit=limits.queue_limits(ON_ZEROGPU).concurrency,
     )
-    stop_btn.click(None, None, None, cancels=[run_event], api_visibility="private")
+    run_btn.click(forget, None, running, api_visibility="private", queue=False)
+    # Stop cancels the run at once, then shows its latest image as the result (download, before/after, status).
+    stop_btn.click(None, None, None, cancels=[run_event], api_visibility="private").then(
+        finish, running, [result, compare, status, download, running], api_visibility="private", queue=False
+    )
     preset_in.change(
         endpoint.apply_preset,
         preset_in,

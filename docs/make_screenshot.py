@@ -29,7 +29,9 @@ def main(size: int = 256, steps: int = 150) -> None:
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+        # "load", not "networkidle": the page keeps Gradio's session heartbeat open (the app has a gr.State).
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+        expect(page.locator("#run")).to_be_visible(timeout=60_000)
         page.locator("#content-gallery").get_by_label(re.compile(r"Thumbnail 5 of")).click()
         expect(page.locator("#content img")).to_be_visible(timeout=20_000)
         page.locator("#style-gallery").get_by_label(re.compile(r"Thumbnail 1 of")).click()

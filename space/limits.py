@@ -16,6 +16,7 @@ __all__ = [
     "MAX_PREVIEWS",
     "MAX_UPLOAD",
     "MAX_UPLOAD_BYTES",
+    "STOP_STATE_TTL_S",
     "ZEROGPU_QUEUE",
     "QueueLimits",
     "queue_limits",
@@ -34,6 +35,11 @@ GPU_DURATION_MIN_S, GPU_DURATION_MAX_S = 15, 240
 # Every preview is written to Gradio's cache as a PNG (up to ~10 MB at 2048 px), so a run streams at most this many:
 # a smaller preview interval is raised to steps / MAX_PREVIEWS (the final image always comes).
 MAX_PREVIEWS = 100
+
+# What Stop needs (the run's request and latest frame, several MB) stays in the session's state for this long after
+# the last preview: a run cancelled from gradio_client or ended by an error would otherwise keep it until its
+# session is evicted (browser tabs are cleaned up when closed). Previews come far more often than this.
+STOP_STATE_TTL_S = 600
 
 # --- Files ------------------------------------------------------------------------------------------------------
 # gr.Blocks(delete_cache=(every, age)): every hour, delete the uploads and results this app created that are over

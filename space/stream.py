@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Mapping
+from typing import NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -23,16 +24,18 @@ from .errors import answered, user_error
 from .files import save_result
 from .request import Request
 
-StreamItem = tuple[Image.Image, tuple[Image.Image, Image.Image] | dict, pd.DataFrame, str, str | None]
+StreamItem = tuple[Image.Image, tuple[Image.Image, Image.Image] | dict, pd.DataFrame, str, str | None, "Latest"]
 OUT_OF_MEMORY = "Out of memory at this size. Try a smaller output size."
 
 
 def stream(
     request: Request, models: VGGFeatures | Mapping[str, VGGFeatures], time_budget_s: float | None = None
 ) -> Iterator[StreamItem]:
-    """Run the engine and yield ``(result, (before, after), loss table, status, download)`` per frame.
+    """Run the engine and yield ``(result, (before, after), loss table, status, download, latest)`` per frame.
 
-    Only CPU objects are yielded (ZeroGPU pickles them). ``download`` is None until the final frame, then a file
+    The first five are the outputs' values; ``latest`` (the frame and the device's name) is for Stop, which
+    finishes a cancelled run with it (see stop.py). Only CPU objects are yielded (ZeroGPU pickles them; the
+    frame's image is the result's, pickled once). ``download`` is None until the final frame, then a file
     in the requested format with the settings embedded. ``models`` maps a pooling ("max"/"avg") to a loaded
     network (one network is used for both). Stops cleanly, yielding the best image so far, when ``time_budget_s``
     would be exceeded or the cost diverges. Any failure reaches the caller as a ``gr.Error``.
@@ -58,12 +61,14 @@ def _stream(
     )
 
     def item(frame: Frame, note: str = "", final: bool = False) -> StreamItem:
-        download = save_result(frame, request) if final else None
-        status = _status(frame, device, note)
-        # The before/after slider only at the end: sent with every preview, the same photo was written again into
-        # Gradio's cache each time, in place, and a browser fetching it at that moment got a truncated image.
-        compare = (request.content, frame.image) if final else gr.skip()
-        return frame.image, compare, pd.DataFrame(rows), status, download
+        latest = Latest(frame, device)
+        if final:
+            compare, status, download = final_values(latest, request, note)
+        else:
+            # The before/after slider only at the end: sent with every preview, the same photo was written again
+            # into Gradio's cache each time, in place, and a browser fetching it then got a truncated image.
+            compare, status, download = gr.skip(), _status(frame, device), None
+        return frame.image, compare, pd.DataFrame(rows), status, download, latest
 
     try:
         for frame in frames:
@@ -95,9 +100,24 @@ def _stream(
         frames.close()
 
 
-def _status(frame: Frame, device: str, note: str = "") -> str:
+class Latest(NamedTuple):
+    """A run's latest frame and the name of the device it runs on."""
+
+    frame: Frame
+    device: str
+
+
+def final_values(latest: Latest, request: Request, note: str = "") -> tuple[tuple, str, str]:
+    """``(before/after, status, download)`` for the image a run ends with (finished, stopped early or by Stop)."""
+    frame = latest.frame
+    status = _status(frame, latest.device, note, running=False)
+    return (request.content, frame.image), status, save_result(frame, request)
+
+
+def _status(frame: Frame, device: str, note: str = "", running: bool = True) -> str:
+    """The progress line (with an ETA while ``running``), then ``note`` on a line of its own."""
     done = frame.step
-    eta = frame.elapsed / done * (frame.total_steps - done) if 0 < done < frame.total_steps else 0.0
+    eta = frame.elapsed / done * (frame.total_steps - done) if running and 0 < done < frame.total_steps else 0.0
     terms = frame.losses
     text = (
         f"step {done}/{frame.total_steps} · {frame.elapsed:.1f} s"

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chro
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -31,7 +31,9 @@ def page(app_url):
             ],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(app_url, wait_until="networkidle")
+        # "load", not "networkidle": the page keeps Gradio's session heartbeat open (the app has a gr.State).
+        page.goto(app_url, wait_until="load")
+        expect(page.locator("#run")).to_be_visible(timeout=60_000)
         yield page
         browser.close()
 
@@ -74,16 +76,28 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     assert len(sources) >= 3, f"the result changed only {len(sources) - 1} times: {sources}"
     page.screenshot(path=str(tmp_path / "after_generate.png"), full_page=True)
 
-    # A long run, stopped after it has started streaming: the status must freeze well before the end.
+    # Stop with no run in progress changes nothing.
+    finished = _status(page)
+    page.get_by_role("button", name="Stop").click()
+    time.sleep(1.5)
+    assert _status(page) == finished
+
+    # A long run, stopped after it has started streaming: it ends at once with the latest image as the result,
+    # and the status says so; the download and the before/after are those of that image.
+    first_after = page.locator("#compare img").last.get_attribute("src")
     _set_number(page, "Steps", 3000)
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"^step ([1-9]\d*)/3000"), timeout=60_000)
+    expect(page.locator("#download a")).to_have_count(0)  # a run's download comes with its end
     page.get_by_role("button", name="Stop").click()
-    time.sleep(1.0)
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"Stopped at step \d+ of 3000"), timeout=10_000)
     stopped_at = _status(page)
+    step = int(re.match(r"step (\d+)/3000", stopped_at).group(1))
+    assert "ETA" not in stopped_at and f"Stopped at step {step} of 3000" in stopped_at
     time.sleep(3.0)
     assert _status(page) == stopped_at, "the run kept streaming after Stop"
-    step = int(re.match(r"step (\d+)/3000", stopped_at).group(1))
-    assert step < 3000
+    expect(page.locator("#download a")).to_have_count(1)
+    expect(page.locator("#compare img")).to_have_count(2)
+    assert page.locator("#compare img").last.get_attribute("src") != first_after
     page.screenshot(path=str(tmp_path / "after_stop.png"), full_page=True)
     assert (tmp_path / "after_stop.png").stat().st_size > 10_000

@@ -11,6 +11,7 @@ import gc
 import io
 import json
 import math
+import pickle
 import random
 import re
 import shutil
@@ -30,6 +31,7 @@ from gradio_client.client import Status
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+import space.stop
 import space.stream
 import style_transfer.engine as engine
 from space import limits as space_limits
@@ -37,6 +39,7 @@ from space import params
 from space.request import check_request
 from style_transfer import cli, limits
 from style_transfer.images import load_image, resize_longest
+from style_transfer.output import read_settings
 from tests.conftest import make_content, make_style
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -534,6 +537,34 @@ def test_time_budget_never_cuts_a_run_that_fits(files, model):
     assert items[-1][3].startswith("step 4/4") and "Stopped early" not in items[-1][3]
 
 
+def test_stop_keeps_the_latest_image_as_the_result(files, model):
+    """Stop cancels the run (its generator is closed); what the run left in the session's state becomes the result,
+    with the download and before/after a finished run has, and a status that says where it stopped."""
+    request = _check_request(files["style"], 32, 40, 5)
+    frames = space.stream.stream(request, model)
+    shipped = [next(frames), next(frames)]  # steps 0 and 5, then Stop closes the generator
+    frames.close()
+    # On ZeroGPU the items cross from the worker pickled: the frame's image goes once, shared with the result's.
+    payloads = [pickle.dumps(item) for item in shipped]
+    extra = len(payloads[-1]) - len(pickle.dumps(shipped[-1][:5]))
+    assert extra < 0.5 * len(pickle.dumps(shipped[-1][0]))
+    latest = list(space.stop.remember((pickle.loads(p) for p in payloads), request))[-1]
+    image, compare, status, download, state = space.stop.finish(latest[5])
+    assert image == latest[0] and compare == (request.content, image) and state is None
+    assert status.startswith("step 5/40") and "ETA" not in status
+    assert status.endswith("Stopped at step 5 of 40: the latest image is the result.")
+    assert read_settings(download)["steps_done"] == 5
+    with Image.open(download) as saved:
+        assert saved.size == image.size and np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(image))
+
+
+def test_stop_after_a_run_ended_changes_nothing(files, model):
+    request = _check_request(files["style"], 32, 4, 2)
+    updates = list(space.stop.remember(space.stream.stream(request, model), request))
+    assert [u[5] is None for u in updates] == [False, False, True]  # the final update empties the state
+    assert space.stop.finish(updates[-1][5]) == (*[{"__type__": "update"}] * 4, None)
+
+
 def test_previews_are_capped_per_run(files):
     request = _check_request(files["style"], 32, limits.MAX_STEPS, 1)
     assert request.config.preview_every == math.ceil(limits.MAX_STEPS / space_limits.MAX_PREVIEWS)
@@ -549,7 +580,9 @@ def test_image_through_the_browser(app_url, files, kind, browser_page):
     from playwright.sync_api import expect
 
     page = browser_page
-    page.goto(app_url, wait_until="networkidle")
+    # "load", not "networkidle": the page keeps Gradio's session heartbeat open (the app has a gr.State).
+    page.goto(app_url, wait_until="load")
+    expect(page.locator("#run")).to_be_visible(timeout=60_000)
     page.locator("#content input[type=file]").set_input_files(str(files[kind]))
     page.locator("#style input[type=file]").set_input_files(str(files["style"]))
     page.get_by_role("button", name="Generate").click()
