@@ -169,7 +169,8 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         endpoint.remaining()  # a parameter added to space/params.py appears here until it gets its own place
     with gr.Row():
         compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
-        losses = CostPlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses", height=360)
+        # No height: with one, Gradio 6.31 cuts the legend (which line is which cost) off below the chart.
+        losses = CostPlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses")
     download = gr.File(label="Download the result (settings embedded)", elem_id="download")
     # The run in progress and its latest frame, which Stop keeps (space/stop.py).
     running = gr.State(None, time_to_live=limits.STOP_STATE_TTL_S)

@@ -75,6 +75,11 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     assert _status(page).startswith("step 40/40"), _status(page)
     assert len(sources) >= 3, f"the result changed only {len(sources) - 1} times: {sources}"
     page.screenshot(path=str(tmp_path / "after_generate.png"), full_page=True)
+    # The cost plot's legend (which line is which term) is inside the plot's box, not cut off below it.
+    plot = page.locator("#losses").bounding_box()
+    for term in ("total J", "α·content", "β·style", "smoothness (TV)"):
+        label = page.locator("#losses").get_by_text(term, exact=True).first.bounding_box()
+        assert label and label["y"] + label["height"] <= plot["y"] + plot["height"], (term, label, plot)
 
     # Stop with no run in progress changes nothing.
     finished = _status(page)
