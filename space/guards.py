@@ -58,17 +58,29 @@ def guard_setting(component: gr.components.Component, name: str) -> gr.component
     Gradio says "Value 0 is less than minimum value 32." and answers a string, ``null`` or NaN where a number is
     expected with a bare server error; this prefixes the parameter name and turns the latter into a clear message.
     """
+    expected = "a finite number" if isinstance(component, (gr.Slider, gr.Number)) else "a valid value"
+    # e.g. "lots" < 32 (TypeError), int(round(nan)) (ValueError), int(inf) (OverflowError)
+    return _name_errors(component, name, lambda payload: f"expected {expected}, got {_short_repr(payload)}")
+
+
+def guard_region(component: gr.components.Component, name: str) -> gr.components.Component:
+    """Make the image editor's own decoding (Gradio opens every layer with PIL before ``stylize`` runs) answer a
+    file that is not an image with a message naming the parameter, instead of a bare server error."""
+    return _name_errors(component, name, lambda payload: "a layer or the background is not a readable image")
+
+
+def _name_errors(component: gr.components.Component, name: str, describe) -> gr.components.Component:
+    """Wrap ``component.preprocess``: its ``gr.Error`` gets ``name:`` in front, any other failure becomes a
+    ``gr.Error`` saying ``name: describe(payload)``."""
     preprocess = component.preprocess
-    numeric = isinstance(component, (gr.Slider, gr.Number))
 
     def named(payload):
         try:
             return preprocess(payload)
         except gr.Error as exc:
             raise user_error(f"{name}: {exc.message}", "Invalid input") from None
-        except Exception:  # e.g. "lots" < 32 (TypeError), int(round(nan)) (ValueError), int(inf) (OverflowError)
-            expected = "a finite number" if numeric else "a valid value"
-            raise user_error(f"{name}: expected {expected}, got {_short_repr(payload)}", "Invalid input") from None
+        except Exception:
+            raise user_error(f"{name}: {describe(payload)}", "Invalid input") from None
 
     component.preprocess = named
     return component

@@ -28,7 +28,7 @@ from style_transfer.config import (
     preset,
 )
 
-from .guards import guard_image_input, guard_setting
+from .guards import guard_image_input, guard_region, guard_setting
 
 REQUIRED = inspect.Parameter.empty
 
@@ -43,7 +43,7 @@ class Param:
     annotation: Any
     default: Any  # when a caller leaves it out; REQUIRED for the two images
     kind: Literal["image", "setting", "region"] = "setting"  # how its component's input is guarded
-    what: str = ""  # for images: how messages name it ("style image 2")
+    what: str = ""  # for images and the region: how messages name it ("style image 2", "mask")
 
 
 def _spec(name: str) -> tuple[dict, Any]:
@@ -159,7 +159,7 @@ PARAMS: tuple[Param, ...] = (
     radio("precision", "Precision", '"auto", "fp32" or "bf16".'),
     Param("mask", 'region to paint, as an image-editor value {"background", "layers", "composite"}: the painted '
           "layers' opacity (or an opaque black-and-white layer's brightness) marks where the style goes.",
-          _mask, dict | None, None, kind="region"),
+          _mask, dict | None, None, kind="region", what="mask"),
     image("background_style", "background style image",
           "optional style for the unpainted region (otherwise the photo is kept there).",
           "Style for the unpainted region (optional)", 360, "background-style"),
@@ -214,6 +214,8 @@ class Endpoint:
             guard_image_input(component, param.what)
         elif param.kind == "setting":
             guard_setting(component, name)
+        else:
+            guard_region(component, param.what)
         self.components[name] = component
         return component
 

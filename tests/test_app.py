@@ -112,6 +112,11 @@ def test_text_file_as_image(client, tmp_path):
     fake.write_text("this is not an image")
     with pytest.raises(AppError, match="style image: not an image"):
         _submit(client, style=handle_file(str(fake))).result()
+    # The mask editor's layers are opened by Gradio itself (before our code): named too, not a bare server error.
+    mask = {"background": None, "layers": [handle_file(str(fake))], "composite": None}
+    with pytest.raises(AppError, match="mask: a layer or the background is not a readable image") as info:
+        _submit(client, mask=mask).result()
+    assert info.value.title == "Invalid input"
     assert _submit(client, steps=1, size=32).result()[3].startswith("step 1/1")
 
 
