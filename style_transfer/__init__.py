@@ -9,13 +9,30 @@ Python API::
     frame.image.save("out.png")
 """
 
-from . import accel, colour
-from .config import ConfigError, StyleConfig
-from .engine import Frame, NonFiniteLossError, preload, run, stylize
-from .images import ImageError, load_image
-from .model import VGGFeatures, load_model
-from .weights import WeightsError
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# The public names and the module of each, imported on first use: ``python -m style_transfer --help`` then answers
+# without loading torch (seconds), and Ctrl-C while torch loads reaches the CLI, which exits quietly with 130.
+_EXPORTS = {
+    "ConfigError": "config",
+    "StyleConfig": "config",
+    "Frame": "engine",
+    "NonFiniteLossError": "engine",
+    "preload": "engine",
+    "run": "engine",
+    "stylize": "engine",
+    "ImageError": "images",
+    "load_image": "images",
+    "VGGFeatures": "model",
+    "load_model": "model",
+    "WeightsError": "weights",
+}
+_SUBMODULES = ("accel", "colour")
 __all__ = [
     "ConfigError",
     "Frame",
@@ -32,4 +49,26 @@ __all__ = [
     "run",
     "stylize",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # once: later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]
+
+
+if TYPE_CHECKING:  # what static tools see
+    from . import accel, colour
+    from .config import ConfigError, StyleConfig
+    from .engine import Frame, NonFiniteLossError, preload, run, stylize
+    from .images import ImageError, load_image
+    from .model import VGGFeatures, load_model
+    from .weights import WeightsError

@@ -14,13 +14,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import PRESETS, ConfigError, StyleConfig, default_of, field_specs, number, preset
-from .engine import Frame, NonFiniteLossError, stylize
-from .images import ImageError
 from .output import format_for, save_image
-from .weights import WeightsError
+
+if TYPE_CHECKING:
+    from .engine import Frame
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_IMAGE, EXIT_WEIGHTS, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 ALIASES = {"learning_rate": ["--lr"], "content_weight": ["--alpha"], "style_weight": ["--beta"]}
@@ -92,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             _check_writable(save_dir / "step_00000.png", "--save-every DIR")
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE)
+
+    try:  # torch loads here (seconds), after the options are checked and --help has answered
+        from .engine import NonFiniteLossError, stylize
+        from .images import ImageError
+        from .weights import WeightsError
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
 
     frame: Frame | None = None
     bar = None

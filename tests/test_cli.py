@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from style_transfer import cli
+from style_transfer import cli, engine
 from style_transfer.output import read_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def _never_run(*args, **kwargs):
 def test_an_unwritable_destination_is_refused_before_any_work(
     capsys, monkeypatch, content_path, style_path, tmp_path, where
 ):
-    monkeypatch.setattr(cli, "stylize", _never_run)
+    monkeypatch.setattr(engine, "stylize", _never_run)  # the CLI imports it from there when it runs
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir.png").mkdir()
     flags = {
@@ -197,3 +197,40 @@ def test_inputs_that_would_be_ignored_or_fail_late_are_refused(
     )
     assert got == code and message in err and "\n" not in err, err
     assert "file an issue" not in err and not (tmp_path / "o.png").exists()
+
+
+def test_help_answers_without_loading_torch():
+    """The package imports its modules on first use, so --help (and a bad option) answer at once."""
+    code = (
+        "import sys, runpy; sys.argv = ['x', '--help']\n"
+        "try: runpy.run_module('style_transfer', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "usage: python -m style_transfer" in out and out.strip().endswith("False")
+
+
+def test_every_public_name_resolves():
+    import style_transfer
+
+    for name in style_transfer.__all__:
+        assert getattr(style_transfer, name) is not None, name
+    assert set(dir(style_transfer)) >= set(style_transfer.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        style_transfer.nope  # noqa: B018
+
+
+def test_ctrl_c_while_torch_loads_exits_130_quietly(capsys, content_path, style_path, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def interrupted(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 1 and name == "engine":  # the CLI's `from .engine import ...`, where torch loads
+            raise KeyboardInterrupt
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    code, err = _run(capsys, content_path, style_path, "-o", tmp_path / "o.png", "--size", "32")
+    assert (code, err) == (cli.EXIT_INTERRUPTED, "error: interrupted")
