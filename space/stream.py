@@ -60,14 +60,19 @@ def _stream(
         background_style=request.background,
     )
 
+    previews = 0
+
     def item(frame: Frame, note: str = "", final: bool = False) -> StreamItem:
+        nonlocal previews
+        previews += 1
         latest = Latest(frame, device)
         if final:
             compare, status, download = final_values(latest, request, note)
         else:
             # The before/after slider only at the end: sent with every preview, the same photo was written again
-            # into Gradio's cache each time, in place, and a browser fetching it then got a truncated image.
-            compare, status, download = gr.skip(), _status(frame, device), None
+            # into Gradio's cache each time, in place, and a browser fetching it then got a truncated image. The
+            # first preview empties it, so the last run's pair is not shown beside this run's picture.
+            compare, status, download = (None if previews == 1 else gr.skip()), _status(frame, device), None
         return frame.image, compare, pd.DataFrame(rows), status, download, latest
 
     try:

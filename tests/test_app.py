@@ -85,8 +85,10 @@ def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
     # total J, α·content, β·style and the default smoothing term, for every update
     assert plot["columns"] == ["step", "term", "log10 cost"] and len(plot["data"]) == 4 * len(updates)
     assert {row[1] for row in plot["data"]} == {"total J", "α·content", "β·style", "smoothness (TV)"}
-    # The before/after pair comes with the final update only (previews would rewrite the photo in Gradio's cache).
-    assert all(not isinstance(u[1], (list, tuple)) for u in updates[:-1])
+    # The before/after pair comes with the final update only (previews would rewrite the photo in Gradio's cache);
+    # the first update empties it, so a new run never shows the last run's pair beside its own picture.
+    assert updates[0][1] is None
+    assert all(u[1] == {"__type__": "update"} for u in updates[1:-1])
 
 
 @pytest.mark.parametrize(

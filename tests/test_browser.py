@@ -94,6 +94,7 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"^step ([1-9]\d*)/3000"), timeout=60_000)
     expect(page.locator("#download a")).to_have_count(0)  # a run's download comes with its end
+    expect(page.locator("#compare img")).to_have_count(0)  # and its before/after: the last run's is not shown
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"Stopped at step \d+ of 3000"), timeout=10_000)
     stopped_at = _status(page)
