@@ -53,23 +53,25 @@ class Request:
 def build_config(values: Mapping[str, object], base: StyleConfig | None = None) -> StyleConfig:
     """The engine config for the endpoint's values, by name (a missing or ``None`` field keeps its default).
 
-    The style strength scales ``style_weight`` (see config.py); the blend weights of the styles that are given
-    become ``style_blend_weights``.
+    The style strength scales ``style_weight`` and ``tv_weight`` (see config.py); the blend weights of the styles
+    that are given become ``style_blend_weights``.
     """
     strength = values.get("style_strength", STRENGTH_DEFAULT)
     if not isinstance(strength, (int, float)) or not STRENGTH_MIN <= strength <= STRENGTH_MAX:
         raise ConfigError(
             f"style_strength: {strength!r} is outside the allowed range [{STRENGTH_MIN:g}, {STRENGTH_MAX:g}]"
         )
+    base = base or StyleConfig()
     changes = {name: values[name] for name in CONFIG_FIELDS if values.get(name) is not None}
-    weight = changes.get("style_weight")
-    if isinstance(weight, (int, float)) and not isinstance(weight, bool):
-        changes["style_weight"] = weight * strength_multiplier(strength)
+    for name in ("style_weight", "tv_weight"):  # the smoothing keeps its balance with the style (config.py)
+        weight = changes.get(name, getattr(base, name))
+        if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+            changes[name] = weight * strength_multiplier(strength)
     extra = [name for name in EXTRA_STYLES if values.get(name) is not None]
     if extra:
         blends = [values.get(f"{name}_blend") for name in ("style_1", *extra)]
         changes["style_blend_weights"] = tuple(1.0 if b is None else b for b in blends)
-    return (base or StyleConfig()).replace(**changes)
+    return base.replace(**changes)
 
 
 def check_request(values: Mapping[str, object]) -> Request:

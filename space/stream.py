@@ -140,7 +140,7 @@ def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
         "β·style": cfg.style_weight * frame.losses["style"],
     }
     if "tv" in frame.losses:
-        weighted["smoothness (TV)"] = cfg.tv_weight * frame.losses["tv"]
+        weighted["smoothness (TV)"] = cfg.effective_tv_weight * frame.losses["tv"]
     return [
         {"step": frame.step, "term": k, "log10 cost": math.log10(v) if v > 0 else None} for k, v in weighted.items()
     ]

@@ -198,7 +198,7 @@ class Objective:
             j_style = j_style + losses.style_cost(self.background_targets, style_acts, self.layer_weights, inverse)
         j_tv = losses.tv_cost(image) if self.cfg.tv_weight else None
         total = losses.total_cost(
-            j_content, j_style, self.cfg.content_weight, self.cfg.style_weight, j_tv, self.cfg.tv_weight
+            j_content, j_style, self.cfg.content_weight, self.cfg.style_weight, j_tv, self.cfg.effective_tv_weight
         )
         terms = {"content": j_content, "style": j_style, "total": total}
         if j_tv is not None:
