@@ -72,7 +72,8 @@ def _stream(
             # The before/after slider only at the end: sent with every preview, the same photo was written again
             # into Gradio's cache each time, in place, and a browser fetching it then got a truncated image. The
             # first preview empties it, so the last run's pair is not shown beside this run's picture.
-            compare, status, download = (None if previews == 1 else gr.skip()), _status(frame, device), None
+            status = _status(frame, device, request.config)
+            compare, download = (None if previews == 1 else gr.skip()), None
         return frame.image, compare, pd.DataFrame(rows), status, download, latest
 
     try:
@@ -115,25 +116,49 @@ class Latest(NamedTuple):
 def final_values(latest: Latest, request: Request, note: str = "") -> tuple[tuple, str, str]:
     """``(before/after, status, download)`` for the image a run ends with (finished, stopped early or by Stop)."""
     frame = latest.frame
-    status = _status(frame, latest.device, note, running=False)
+    status = _status(frame, latest.device, request.config, note, running=False)
     return (request.content, frame.image), status, save_result(frame, request)
 
 
-def _status(frame: Frame, device: str, note: str = "", running: bool = True) -> str:
-    """The progress line (with an ETA while ``running``), then ``note`` on a line of its own."""
+def _status(frame: Frame, device: str, cfg: StyleConfig, note: str = "", running: bool = True) -> str:
+    """The progress line (with an ETA while ``running``), then ``note`` on a line of its own.
+
+    The cost terms are the weighted ones the plot draws (α·content, β·style, smoothing), which add up to J; with
+    coarse-to-fine scales the line says which scale is running.
+    """
     done = frame.step
-    eta = frame.elapsed / done * (frame.total_steps - done) if running and 0 < done < frame.total_steps else 0.0
-    terms = frame.losses
+    eta = _remaining_s(frame, cfg) if running and 0 < done < frame.total_steps else 0.0
+    weighted = _weighted_terms(frame, cfg)
+    terms = ", ".join(f"{name} {value:.4g}" for name, value in list(weighted.items())[1:])
+    scale = ""
+    if frame.num_scales > 1:
+        side = max(frame.image.size)
+        scale = f" · scale {frame.scale + 1}/{frame.num_scales} ({side} px)"
     text = (
-        f"step {done}/{frame.total_steps} · {frame.elapsed:.1f} s"
+        f"step {done}/{frame.total_steps}{scale} · {frame.elapsed:.1f} s"
         + (f" · ETA {eta:.0f} s" if eta else "")
-        + f" · J = {terms['total']:.4g} (content {terms['content']:.4g}, style {terms['style']:.4g})"
+        + f" · J = {weighted['total J']:.4g} ({terms})"
         + f" · {device}"
     )
     return f"{text}\n{note}" if note else text
 
 
-def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
+def _remaining_s(frame: Frame, cfg: StyleConfig) -> float:
+    """Seconds left, from the time so far and the work left. A step costs in proportion to its pixels, so the
+    full-size steps of a coarse-to-fine run count for more than the early ones (counting steps alone, a 1024 px run
+    said 17 s where 70 s were left)."""
+    done = left = 0.0
+    first = 0
+    for size, steps in cfg.scale_sizes():
+        steps_done = min(max(frame.step - first, 0), steps)
+        done += steps_done * size * size
+        left += (steps - steps_done) * size * size
+        first += steps
+    return frame.elapsed * left / done if done else 0.0
+
+
+def _weighted_terms(frame: Frame, cfg: StyleConfig) -> dict[str, float]:
+    """J and its weighted terms, as J adds them up."""
     weighted = {
         "total J": frame.losses["total"],
         "α·content": cfg.content_weight * frame.losses["content"],
@@ -141,8 +166,13 @@ def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
     }
     if "tv" in frame.losses:
         weighted["smoothness (TV)"] = cfg.effective_tv_weight * frame.losses["tv"]
+    return weighted
+
+
+def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
     return [
-        {"step": frame.step, "term": k, "log10 cost": math.log10(v) if v > 0 else None} for k, v in weighted.items()
+        {"step": frame.step, "term": k, "log10 cost": math.log10(v) if v > 0 else None}
+        for k, v in _weighted_terms(frame, cfg).items()
     ]
 
 

@@ -38,6 +38,8 @@ from space import limits as space_limits
 from space import params
 from space.request import check_request
 from style_transfer import cli, limits
+from style_transfer.config import StyleConfig
+from style_transfer.engine import Frame
 from style_transfer.images import load_image, resize_longest
 from style_transfer.output import read_settings
 from tests.conftest import make_content, make_style
@@ -563,6 +565,21 @@ def test_stop_after_a_run_ended_changes_nothing(files, model):
     updates = list(space.stop.remember(space.stream.stream(request, model), request))
     assert [u[5] is None for u in updates] == [False, False, True]  # the final update empties the state
     assert space.stop.finish(updates[-1][5]) == (*[{"__type__": "update"}] * 4, None)
+
+
+def test_status_terms_add_up_to_j_and_the_eta_counts_pixels():
+    """The status shows the weighted terms the plot draws (the raw ones did not add up to J); with coarse-to-fine
+    scales it names the scale, and the ETA weighs a step by its pixels (a 1024 px run said 17 s where 70 s were
+    left: its full-size steps cost 4x the first scale's)."""
+    cfg = StyleConfig(size=1024, steps=24)  # 512 px for 12 steps, then 1024 px for 12
+    assert cfg.scale_sizes() == [(512, 12), (1024, 12)]
+    losses = {"content": 2.0, "style": 3e4, "tv": 0.01, "total": 2e4 + 3e4 + 5e7}
+    frame = Frame(12, 24, Image.new("RGB", (1024, 683)), losses, elapsed=10.0, scale=1, num_scales=2)
+    status = space.stream._status(frame, "CPU", cfg)
+    assert status == (
+        "step 12/24 · scale 2/2 (1024 px) · 10.0 s · ETA 40 s · "
+        "J = 5.005e+07 (α·content 2e+04, β·style 3e+04, smoothness (TV) 5e+07) · CPU"
+    )
 
 
 def test_previews_are_capped_per_run(files):
