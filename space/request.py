@@ -69,8 +69,11 @@ def build_config(values: Mapping[str, object], base: StyleConfig | None = None) 
             changes[name] = weight * strength_multiplier(strength)
     extra = [name for name in EXTRA_STYLES if values.get(name) is not None]
     if extra:
-        blends = [values.get(f"{name}_blend") for name in ("style_1", *extra)]
-        changes["style_blend_weights"] = tuple(1.0 if b is None else b for b in blends)
+        names = [f"{name}_blend" for name in ("style_1", *extra)]
+        blends = tuple(1.0 if values.get(name) is None else values[name] for name in names)
+        if all(isinstance(b, (int, float)) and b == 0 for b in blends):  # named as the endpoint names them
+            raise ConfigError(f"{', '.join(names)}: at least one blend weight must be above 0")
+        changes["style_blend_weights"] = blends
     return base.replace(**changes)
 
 

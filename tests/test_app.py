@@ -101,6 +101,10 @@ def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
         ({"init": "zeros"}, "zeros"),
         ({"style_weight": 1e6, "style_strength": 10}, "style_weight"),
         ({"background_style": handle_file(str(STYLE))}, "Background style: .* nothing is painted on the mask"),
+        (
+            {"style_2": handle_file(str(STYLE)), "style_1_blend": 0, "style_2_blend": 0},
+            "style_1_blend, style_2_blend: at least one blend weight must be above 0",
+        ),
     ],
 )
 def test_bad_input_gives_a_clear_error_and_server_keeps_answering(client, changes, message):
