@@ -47,6 +47,10 @@ preload()  # the first request would otherwise pay ~1 s of lazy imports (torch.o
 # native bf16 (42.6 s measured), 100 in fp32, which is ~1.7x slower per step (150 steps took 70.5 s).
 CPU_STEPS = 150 if bf16_supported(torch.device("cpu")) else 100
 endpoint = params.Endpoint({} if DEVICE == "cuda" else {"size": 256, "steps": CPU_STEPS, "preview_every": 10})
+# Complete examples are cached on first use where a run takes seconds (a GPU); on a CPU a first click would sit for
+# a minute with no previews (Gradio's lazy cache shows only the final result), so there a click fills the inputs
+# and Generate streams the run as usual. NST_CACHE_EXAMPLES=1/0 forces either.
+CACHE_EXAMPLES = os.getenv("NST_CACHE_EXAMPLES", "1" if DEVICE == "cuda" else "0") == "1"
 # MCP needs the gradio[mcp] extra; without it the app serves the UI and the API only (README, "MCP").
 MCP_WANTED = os.getenv("NST_MCP", "1") == "1"
 MCP = MCP_WANTED and importlib.util.find_spec("mcp") is not None
@@ -182,10 +186,11 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         inputs=endpoint.inputs(endpoint.example_names()),  # the optional images have no example value
         outputs=outputs,
         fn=endpoint.function(run_example, name="stylize_example", names=endpoint.example_names()),
-        cache_examples=os.getenv("NST_CACHE_EXAMPLES", "1") == "1",
+        cache_examples=CACHE_EXAMPLES,
         cache_mode="lazy",
         visible_columns=[0, 1],
-        label="Complete examples (results are cached after the first run)",
+        label="Complete examples "
+        + ("(results are cached after the first run)" if CACHE_EXAMPLES else "(click one, then Generate)"),
         api_visibility="private",
     )
     gr.Markdown(
