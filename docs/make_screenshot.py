@@ -32,9 +32,9 @@ def main(size: int = 256, steps: int = 150) -> None:
         # "load", not "networkidle": the page keeps Gradio's session heartbeat open (the app has a gr.State).
         page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
         expect(page.locator("#run")).to_be_visible(timeout=60_000)
-        page.locator("#content-gallery").get_by_label(re.compile(r"Thumbnail 5 of")).click()
+        page.locator("#content-gallery").get_by_label(re.compile(r"Thumbnail 7 of")).click()  # lake_boats
         expect(page.locator("#content img")).to_be_visible(timeout=20_000)
-        page.locator("#style-gallery").get_by_label(re.compile(r"Thumbnail 1 of")).click()
+        page.locator("#style-gallery").get_by_label(re.compile(r"Thumbnail 10 of")).click()  # starry_night
         expect(page.locator("#style img")).to_be_visible(timeout=20_000)
         for label, value in (("Output size (px)", size), ("Steps", steps)):
             box = page.get_by_label(f"number input for {label}")
