@@ -18,7 +18,7 @@ from space import limits, params
 from space.costplot import CostPlot
 from space.errors import answered
 from space.request import Request, check_request, mask_editor_value
-from space.stop import finish, forget, remember
+from space.stop import finish, remember
 from space.stream import stream
 from space.zerogpu import ON_ZEROGPU, gpu_duration
 from style_transfer.accel import bf16_supported
@@ -208,7 +208,6 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         api_name="stylize",
         concurrency_limit=limits.queue_limits(ON_ZEROGPU).concurrency,
     )
-    run_btn.click(forget, None, running, api_visibility="private", queue=False)
     # Stop cancels the run at once, then shows its latest image as the result (download, before/after, status).
     stop_btn.click(None, None, None, cancels=[run_event], api_visibility="private").then(
         finish, running, [result, compare, status, download, running], api_visibility="private", queue=False

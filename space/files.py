@@ -8,17 +8,17 @@ import time
 import uuid
 from pathlib import Path
 
+from style_transfer.config import StyleConfig
 from style_transfer.engine import Frame
 from style_transfer.output import save_image
 
 from .limits import DELETE_CACHE
-from .request import Request
 
 RESULTS_DIR = Path(tempfile.gettempdir()) / "style_transfer_results"
 SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 
-def save_result(frame: Frame, request: Request) -> str:
+def save_result(frame: Frame, cfg: StyleConfig, output_format: str) -> str:
     """Write the frame in the requested format, settings embedded; old files are swept (limits.DELETE_CACHE)."""
     RESULTS_DIR.mkdir(exist_ok=True)
     cutoff = time.time() - DELETE_CACHE[1]
@@ -26,7 +26,7 @@ def save_result(frame: Frame, request: Request) -> str:
         with contextlib.suppress(OSError):
             if old.stat().st_mtime < cutoff:
                 old.unlink()
-    path = RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}{SUFFIXES[request.output_format]}"
-    settings = {**request.config.to_dict(), "steps_done": frame.step}
-    save_image(frame.image, path, request.output_format, settings)
+    path = RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}{SUFFIXES[output_format]}"
+    settings = {**cfg.to_dict(), "steps_done": frame.step}
+    save_image(frame.image, path, output_format, settings)
     return str(path)

@@ -36,10 +36,10 @@ GPU_DURATION_MIN_S, GPU_DURATION_MAX_S = 15, 240
 # a smaller preview interval is raised to steps / MAX_PREVIEWS (the final image always comes).
 MAX_PREVIEWS = 100
 
-# What Stop needs (the run's request and latest frame, several MB) stays in the session's state for this long after
-# the last preview: a run cancelled from gradio_client or ended by an error would otherwise keep it until its
-# session is evicted (browser tabs are cleaned up when closed). Previews come far more often than this.
-STOP_STATE_TTL_S = 600
+# What Stop needs (the photo and the latest frame, two images) stays in the session's state at most this long after
+# the last preview, for a run that no Stop and no end emptied (a gradio_client caller's cancel). Gradio keeps the
+# state of a closed browser tab an hour too. A CPU run at 2048 px can take minutes between previews.
+STOP_STATE_TTL_S = 3600
 
 # --- Files ------------------------------------------------------------------------------------------------------
 # gr.Blocks(delete_cache=(every, age)): every hour, delete the uploads and results this app created that are over

@@ -104,7 +104,7 @@ def blend(number: int, label: str, doc: str) -> Param:
 
 
 def _strength(value: float) -> gr.Slider:
-    info = "5 = default balance; each 2.5 multiplies the style weight by 10."
+    info = "5 = default balance; each 2.5 multiplies the style and smoothing weights by 10."
     return gr.Slider(STRENGTH_MIN, STRENGTH_MAX, value=value, step=0.5, label="Style strength", info=info)
 
 
@@ -133,15 +133,16 @@ PARAMS: tuple[Param, ...] = (
           required=True),
     slider("size", "Output size (px)", 16, "longest side of the output in pixels."),
     slider("steps", "Steps", 1, "number of Adam optimisation steps."),
-    Param("style_strength", "0-10; 5 keeps style_weight, each 2.5 multiplies it by 10.", _strength, float,
-          STRENGTH_DEFAULT),
+    Param("style_strength", "0-10; 5 keeps style_weight and tv_weight, each 2.5 multiplies both by 10.", _strength,
+          float, STRENGTH_DEFAULT),
     slider("learning_rate", "Learning rate", 0.001, "Adam learning rate on pixels in [0, 1]."),
     slider("preview_every", "Preview every N steps", 1, "stream an intermediate image every N steps."),
     number("seed", "Seed", "random seed (for noise initialisation).", precision=0),
     number("content_weight", "Content weight α", "alpha, weight of the content cost."),
     number("style_weight", "Style weight β (before strength)",
            "beta, weight of the style cost before the strength factor."),
-    number("tv_weight", "Total-variation weight", "weight of the total-variation smoothing term (0 = off)."),
+    number("tv_weight", "Total-variation weight (before strength)",
+           "weight of the total-variation smoothing term before the strength factor (0 = off)."),
     radio("init", "Start from", 'starting image: "content", "noise", "gray" or "style-mean".'),
     image("style_2", "style image 2", "optional second style image, blended with the first.",
           "Second style (optional)", 220, "style2"),

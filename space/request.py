@@ -20,6 +20,7 @@ from style_transfer.config import (
     STRENGTH_MIN,
     ConfigError,
     StyleConfig,
+    field_spec,
     strength_multiplier,
 )
 from style_transfer.engine import prepare_images, prepare_style
@@ -63,10 +64,17 @@ def build_config(values: Mapping[str, object], base: StyleConfig | None = None) 
         )
     base = base or StyleConfig()
     changes = {name: values[name] for name in CONFIG_FIELDS if values.get(name) is not None}
+    factor = strength_multiplier(strength)
     for name in ("style_weight", "tv_weight"):  # the smoothing keeps its balance with the style (config.py)
         weight = changes.get(name, getattr(base, name))
         if isinstance(weight, (int, float)) and not isinstance(weight, bool):
-            changes[name] = weight * strength_multiplier(strength)
+            top = field_spec(name).metadata["max"]
+            if weight * factor > top:  # a value the user never typed: say where it comes from
+                raise ConfigError(
+                    f"{name}: {weight:g} × {factor:g} (style strength {strength:g}) is above the maximum {top:g}; "
+                    "lower one of them"
+                )
+            changes[name] = weight * factor
     extra = [name for name in EXTRA_STYLES if values.get(name) is not None]
     if extra:
         names = [f"{name}_blend" for name in ("style_1", *extra)]

@@ -1,53 +1,84 @@
 """Stop: the run's latest image becomes its result, with the before/after and the download a finished run gets.
 
-Stop cancels the run at once (Gradio closes the generator; on ZeroGPU at the worker's next yield), so the run
-cannot end itself. Instead every update also leaves the request and its latest frame in the session's state (a
-``gr.State``, not part of the API), and Stop's follow-up event turns that into the final outputs. The state is
-emptied when a run ends, so Stop with nothing running changes nothing.
+Stop cancels the run (Gradio closes the generator; on ZeroGPU at the worker's next yield), so the run cannot end
+itself. Instead every update also puts the run's :class:`Running` in the session's state (a ``gr.State``, not part
+of the API), and Stop's follow-up event, :func:`finish`, turns its latest frame into the final outputs. The cancel
+and the follow-up reach the server independently, so the run checks the flag ``finish`` sets and sends nothing
+after it. The state is emptied when a run ends; a run that failed or was stopped leaves an inert one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
 
 import gradio as gr
+from PIL import Image
+
+from style_transfer.config import StyleConfig
 
 from .errors import answered
 from .request import Request
 from .stream import Latest, StreamItem, final_values
 
 
-@dataclass(frozen=True)
 class Running:
-    """A run in progress: its request and latest frame (what the session's state holds for Stop)."""
+    """A run in progress, shared by the run and Stop: only what ``finish`` needs (not the style images or mask)."""
 
-    request: Request
-    latest: Latest
+    def __init__(self, request: Request) -> None:
+        self.content: Image.Image = request.content
+        self.config: StyleConfig = request.config
+        self.output_format: str = request.output_format
+        self._latest: Latest | None = None
+        self._ended = False
+        self._lock = threading.Lock()  # the run's thread and Stop's request
+
+    def update(self, latest: Latest) -> bool:
+        """Keep the run's newest frame; False once the run has ended (stopped, or failed)."""
+        with self._lock:
+            if not self._ended:
+                self._latest = latest
+            return not self._ended
+
+    def end(self) -> Latest | None:
+        """Mark the run ended; its latest frame, or None if it had ended already (or had no frame yet)."""
+        with self._lock:
+            latest = None if self._ended else self._latest
+            self._ended = True
+            self._latest = None  # the session keeps this object a while: keep no image in it
+            return latest
 
 
-def remember(items: Iterable[StreamItem], request: Request) -> Iterator[tuple]:
-    """The stream's output values, then the state for Stop: the run in progress, or None once it has ended."""
-    for *values, latest in items:
-        ended = values[4] is not None  # only a run's last update carries the download
-        yield (*values, None if ended else Running(request, latest))
+def remember(items: Iterator[StreamItem], request: Request) -> Iterator[tuple]:
+    """The stream's output values, then the state for Stop: the run in progress, or None once it has ended.
 
-
-def forget() -> None:
-    """The state when a new run is asked for: a run that failed left its last frame there, which Stop must not
-    show as the new run's result."""
-    return None
+    Once Stop has taken the latest frame nothing more is sent, so no newer preview replaces Stop's result.
+    """
+    running = Running(request)
+    try:
+        for *values, latest in items:
+            if not running.update(latest):
+                return
+            ended = values[4] is not None  # only a run's last update carries the download
+            yield (*values, None if ended else running)
+    except Exception:  # a failed run: Stop must not bring its last preview back as a result
+        running.end()
+        raise
+    finally:
+        items.close()
 
 
 def finish(running: Running | None) -> tuple:
     """``(result, before/after, status, download, state)`` after Stop, from the latest frame; the state emptied.
 
-    Changes nothing when no run was in progress (Stop before a run started, or after it ended).
+    Changes nothing when no run was in progress (Stop before a run's first image, after it ended, or after it
+    failed).
     """
-    if running is None:
+    latest = running.end() if running is not None else None
+    if latest is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), None
-    frame = running.latest.frame
+    frame = latest.frame
     note = f"Stopped at step {frame.step} of {frame.total_steps}: the latest image is the result."
     with answered("keeping the stopped run's image"):
-        compare, status, download = final_values(running.latest, running.request, note)
+        compare, status, download = final_values(latest, running.content, running.config, running.output_format, note)
     return frame.image, compare, status, download, None

@@ -60,20 +60,22 @@ def _stream(
         background_style=request.background,
     )
 
-    previews = 0
+    first = True
 
     def item(frame: Frame, note: str = "", final: bool = False) -> StreamItem:
-        nonlocal previews
-        previews += 1
+        nonlocal first
         latest = Latest(frame, device)
         if final:
-            compare, status, download = final_values(latest, request, note)
+            compare, status, download = final_values(
+                latest, request.content, request.config, request.output_format, note
+            )
         else:
             # The before/after slider only at the end: sent with every preview, the same photo was written again
             # into Gradio's cache each time, in place, and a browser fetching it then got a truncated image. The
             # first preview empties it, so the last run's pair is not shown beside this run's picture.
             status = _status(frame, device, request.config)
-            compare, download = (None if previews == 1 else gr.skip()), None
+            compare, download = (None if first else gr.skip()), None
+        first = False
         return frame.image, compare, pd.DataFrame(rows), status, download, latest
 
     try:
@@ -113,11 +115,13 @@ class Latest(NamedTuple):
     device: str
 
 
-def final_values(latest: Latest, request: Request, note: str = "") -> tuple[tuple, str, str]:
+def final_values(
+    latest: Latest, content: Image.Image, cfg: StyleConfig, output_format: str, note: str = ""
+) -> tuple[tuple, str, str]:
     """``(before/after, status, download)`` for the image a run ends with (finished, stopped early or by Stop)."""
     frame = latest.frame
-    status = _status(frame, latest.device, request.config, note, running=False)
-    return (request.content, frame.image), status, save_result(frame, request)
+    status = _status(frame, latest.device, cfg, note, running=False)
+    return (content, frame.image), status, save_result(frame, cfg, output_format)
 
 
 def _status(frame: Frame, device: str, cfg: StyleConfig, note: str = "", running: bool = True) -> str:

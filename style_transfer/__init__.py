@@ -61,10 +61,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__() -> list[str]:
-    return [*__all__, "__version__"]
-
-
 if TYPE_CHECKING:  # what static tools see
     from . import accel, colour
     from .config import ConfigError, StyleConfig

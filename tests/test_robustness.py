@@ -564,7 +564,36 @@ def test_stop_after_a_run_ended_changes_nothing(files, model):
     request = _check_request(files["style"], 32, 4, 2)
     updates = list(space.stop.remember(space.stream.stream(request, model), request))
     assert [u[5] is None for u in updates] == [False, False, True]  # the final update empties the state
-    assert space.stop.finish(updates[-1][5]) == (*[{"__type__": "update"}] * 4, None)
+    assert space.stop.finish(updates[-1][5]) == (*[SKIP] * 4, None)
+
+
+SKIP = {"__type__": "update"}
+
+
+def test_after_stop_the_run_sends_nothing_newer(files, model):
+    """Stop's follow-up and the cancel reach the server independently: a preview the run makes after Stop has
+    taken its image must not replace that result on the page, and a second Stop changes nothing."""
+    request = _check_request(files["style"], 32, 40, 5)
+    updates = space.stop.remember(space.stream.stream(request, model), request)
+    running = [next(updates), next(updates)][-1][5]
+    assert space.stop.finish(running)[2].startswith("step 5/40")
+    assert next(updates, None) is None  # the run ends instead of sending step 10
+    assert space.stop.finish(running) == (*[SKIP] * 4, None)
+
+
+def test_stop_after_a_failed_run_changes_nothing(files, model):
+    """A run that failed (an error after some previews) leaves its state; Stop must not show its last preview."""
+    request = _check_request(files["style"], 32, 40, 5)
+
+    def failing():
+        yield next(space.stream.stream(request, model))
+        raise RuntimeError("out of memory")
+
+    updates = space.stop.remember(failing(), request)
+    running = next(updates)[5]
+    with pytest.raises(RuntimeError):
+        next(updates)
+    assert space.stop.finish(running) == (*[SKIP] * 4, None)
 
 
 def test_status_terms_add_up_to_j_and_the_eta_counts_pixels():
@@ -580,6 +609,10 @@ def test_status_terms_add_up_to_j_and_the_eta_counts_pixels():
         "step 12/24 · scale 2/2 (1024 px) · 10.0 s · ETA 40 s · "
         "J = 5.005e+07 (α·content 2e+04, β·style 3e+04, smoothness (TV) 5e+07) · CPU"
     )
+    # With average pooling the smoothing counts 1/35 (config.AVG_POOLING_TV_SCALE): the status weighs it so too.
+    avg = cfg.replace(pooling="avg")
+    frame.losses["total"] = 2e4 + 3e4 + 5e7 / 35
+    assert "smoothness (TV) 1.429e+06) · CPU" in space.stream._status(frame, "CPU", avg)
 
 
 def test_previews_are_capped_per_run(files):

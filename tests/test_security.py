@@ -62,7 +62,7 @@ def test_only_stylize_is_exposed(client, app_url, secret):
     # index the fixed example lists, so whatever is sent they return an example file or an error. Stop's two
     # read and write only the caller's own session state (a gr.State is never taken from the request).
     private = {fn.api_name for fn in app.demo.fns.values() if fn.api_visibility == "private" and fn.fn is not None}
-    allowed = {"pick", "pick_1", "load_example", "apply_preset", "mask_editor_value", "forget", "finish"}
+    allowed = {"pick", "pick_1", "load_example", "apply_preset", "mask_editor_value", "finish"}
     assert private <= allowed, private
     hostile = {"index": str(secret), "value": {"path": str(secret)}}
     for name in sorted(private):
