@@ -10,7 +10,7 @@ after it. The state is emptied when a run ends; a run that failed or was stopped
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import gradio as gr
 from PIL import Image
@@ -49,7 +49,7 @@ class Running:
             return latest
 
 
-def remember(items: Iterator[StreamItem], request: Request) -> Iterator[tuple]:
+def remember(items: Generator[StreamItem, None, None], request: Request) -> Iterator[tuple]:
     """The stream's output values, then the state for Stop: the run in progress, or None once it has ended.
 
     Once Stop has taken the latest frame nothing more is sent, so no newer preview replaces Stop's result.
