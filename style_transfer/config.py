@@ -76,9 +76,9 @@ class StyleConfig:
     size: int = _field(512, "Longest side of the output image, in pixels.", min=MIN_SIZE, max=MAX_SIZE)
     steps: int = _field(300, "Number of optimisation steps.", min=1, max=MAX_STEPS)
     learning_rate: float = _field(0.02, "Adam learning rate on pixels in [0, 1] (the seed's 0.02).", min=1e-4, max=1.0)
-    # alpha is the seed's (TensorFlow tutorial's) 1e4; beta is 100x its 1e-2 so that the style shows clearly
-    # within 300 Adam steps (README, "Defaults").
-    content_weight: float = _field(1e4, "alpha: weight of the content cost J_content.", min=0.0, max=1e8)
+    # alpha 1e3 at block4_conv2 takes about as much style as the seed's 1e4 at block5_conv2 and keeps more of the
+    # photo; beta is 100x the seed's 1e-2 so that the style shows clearly within 300 Adam steps (README, "Defaults").
+    content_weight: float = _field(1e3, "alpha: weight of the content cost J_content.", min=0.0, max=1e8)
     style_weight: float = _field(1.0, "beta: weight of the style cost J_style.", min=0.0, max=1e6)
     # On by default: without it Adam leaves coloured pixel-level speckle (noise figure 1.2 vs 0.1-0.3 with it on
     # the quality harness, README "Defaults and how they were chosen"). Size-independent (losses.tv_cost).
@@ -218,7 +218,7 @@ class StyleConfig:
         """The coarse-to-fine schedule: ``(size, steps)`` per scale, ending at ``(self.size, …)``.
 
         Sizes double from scale to scale. Automatic (``scales=0``) starts at about ``AUTO_SCALE_START`` px: below
-        that the content layer (block5, 1/16 of the size) is too coarse to hold the photo's layout, and a run of at
+        that the content layer (block4, 1/8 of the size) is too coarse to hold the photo's layout, and a run of at
         most that size is one scale. The last scale gets half the steps, so it has time to repair the blur of the
         upscaled picture with strokes of its own; the earlier scales share the rest equally.
         """
@@ -254,6 +254,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "beta2": 0.999,
         "eps": 0.1,
         "content_weight": 1e4,
+        "content_layer": "block5_conv2",
         "style_weight": 1e-2,
         "tv_weight": 0.0,
         "scales": 1,

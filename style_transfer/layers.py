@@ -1,4 +1,4 @@
-"""Names of VGG-19's convolution layers, and the seed's default layer choice.
+"""Names of VGG-19's convolution layers, and the default layer choice.
 
 We name layers the way the seed and Keras do (``block5_conv2``). The PyTorch/Caffe community's names are
 accepted as aliases: ``conv5_2`` and ``relu5_2`` mean the same layer. A layer's activation is taken *after* its
@@ -14,9 +14,10 @@ LAYER_NAMES: tuple[str, ...] = tuple(
     f"block{b}_conv{i}" for b, convs in enumerate(VGG19_BLOCKS, start=1) for i in range(1, len(convs) + 1)
 )
 
-# The seed's choice (it follows the TensorFlow tutorial): content at block5_conv2, style at the first conv of
-# every block, weighted equally.
-DEFAULT_CONTENT_LAYER = "block5_conv2"
+# Content at block4_conv2, as in Gatys et al. and most peers (the seed, after the TensorFlow tutorial, took
+# block5_conv2: at 512 px it blurred faces and fine shapes; README, "Defaults"). Style at the first conv of every
+# block, weighted equally, as in the seed.
+DEFAULT_CONTENT_LAYER = "block4_conv2"
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 

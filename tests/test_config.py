@@ -9,7 +9,7 @@ from style_transfer.config import ConfigError, StyleConfig, default_of, field_sp
 
 def test_defaults_are_valid_and_documented():
     cfg = StyleConfig().validate()
-    assert cfg.learning_rate == 0.02 and cfg.content_layer == "block5_conv2"
+    assert cfg.learning_rate == 0.02 and cfg.content_layer == "block4_conv2"
     assert cfg.layer_weights == pytest.approx((0.2,) * 5)
     for f in field_specs():
         assert f.metadata["help"], f.name
