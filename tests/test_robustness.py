@@ -600,7 +600,7 @@ def test_status_terms_add_up_to_j_and_the_eta_counts_pixels():
     """The status shows the weighted terms the plot draws (the raw ones did not add up to J); with coarse-to-fine
     scales it names the scale, and the ETA weighs a step by its pixels (a 1024 px run said 17 s where 70 s were
     left: its full-size steps cost 4x the first scale's)."""
-    cfg = StyleConfig(size=1024, steps=24)  # 512 px for 12 steps, then 1024 px for 12
+    cfg = StyleConfig(size=1024, steps=24, content_weight=1e4)  # 512 px for 12 steps, then 1024 px for 12
     assert cfg.scale_sizes() == [(512, 12), (1024, 12)]
     losses = {"content": 2.0, "style": 3e4, "tv": 0.01, "total": 2e4 + 3e4 + 5e7}
     frame = Frame(12, 24, Image.new("RGB", (1024, 683)), losses, elapsed=10.0, scale=1, num_scales=2)
