@@ -117,9 +117,9 @@ class FastPath:
 
 # The conv, its bias and its ReLU as one cuDNN call (model.VGGFeatures); bias and ReLU were two more passes over
 # each conv's output, forward (the bias add alone was ~12% of a 2048 px step's GPU time on an H100). On since it was
-# timed on an H200 (python -m bench.gpu, both ways in one call): 2048 px, automatic scales, graphed Adam 3.05 -> 2.58 s,
-# 512 px 0.52 -> 0.47 s, the same peak memory, a new shape's first use 0.02 s (no runtime compilation); a picture as
-# good as the unfused one (bench.probe_gram judged both with one fp32 cost).
+# timed (python -m bench.gpu, both ways in one call): graphed Adam, 2048 px with automatic scales 3.29 -> 2.76 s on
+# an H100 (3.05 -> 2.58 s on an H200), 512 px 0.54 -> 0.50 s, the same peak memory, a new shape's first use 0.02 s
+# (no runtime compilation); a picture as good as the unfused one (bench.fastpath_probe).
 fused_conv_relu = FastPath("fused conv + bias + ReLU (cuDNN)")
 # The Gram of bf16 activations as a bf16 matmul with an fp32 result, and its gradient in bf16 (losses._Gram): no
 # fp32 copy of the activations, forward or backward, and no cast of the gradient back. The same products and fp32
