@@ -9,8 +9,10 @@ half-size PNGs under OUT:
 - A. per style layer, at SIZE px activations of the example photo, the bf16 Gram's and its gradient's relative error
   against fp64 (and the TF32 Gram's), with the fused conv off and on, and each activation's layout;
 - B. SIZE px, automatic scales, 300 Adam steps with every path off, the bf16 Gram (graphed and eager) and the bf16
-  Gram with the fused conv, each final picture then judged by one fp32 cost with every path off (the same targets
-  for all, so their J compare where the runs' own last-step J may not);
+  Gram with the fused conv, each final picture then judged by the project's frozen fp32 judge (``bench.score``: the
+  same targets for all, so their J compare where the runs' own last-step J may not). The committed
+  ``bench/results-gpu/h200-session7-probe/probe.json`` came from a first version that judged with the engine's own
+  ``Objective`` in fp32 (then block5_conv2, alpha 1e4, the TV term included): its totals are not the judge's;
 - C. graphed-vs-eager J after 50 steps (Adam and L-BFGS, 512 px) with 1 and with 3 warm-up calls before a capture.
 """
 
@@ -20,16 +22,17 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from style_transfer import StyleConfig, accel, graphs, losses, preload
-from style_transfer.engine import Objective
 from style_transfer.images import load_image, pil_to_tensor, resize_longest
 from style_transfer.model import load_model
 
 from .gpu import CONTENT, STYLE, graph_j_difference, run_engine
 from .kernels import variant
+from .score import Scorer
 
 
 def main(argv: list[str]) -> int:
@@ -60,7 +63,7 @@ def main(argv: list[str]) -> int:
             ref = a.double().reshape(n, c, h * w)
             g_ref = ref @ ref.transpose(1, 2)
             with variant(name):
-                g = losses._bf16_gram(a, None) if losses._bf16_kernels(a) else losses._fp32_gram(a, type("C", (), {})())
+                g = losses._bf16_gram(a, None) if losses._bf16_kernels(a) else losses._fp32_gram(a, SimpleNamespace())
             fp32 = a.float().reshape(n, c, h * w)
             g32 = fp32 @ fp32.transpose(1, 2)
             grad = torch.randn(n, c, c, device=dev, dtype=torch.float32) * 1e-6
@@ -101,27 +104,19 @@ def main(argv: list[str]) -> int:
         key = f"{name} graphs {overrides['cuda_graphs']}"
         img.resize((img.width // 2, img.height // 2)).save(out / (key.replace(" ", "_").replace("+", "_") + ".png"))
         evaluated[key] = {"engine_J": r.final_j, "loop_s": r.loop_s}
-        with variant("none"):
-            x = pil_to_tensor(img, dev).contiguous(memory_format=fmt)
-            c = pil_to_tensor(resize_longest(load_image(CONTENT), max(img.size)), dev).contiguous(memory_format=fmt)
-            s = pil_to_tensor(resize_longest(load_image(STYLE), max(img.size)), dev).contiguous(memory_format=fmt)
-            objective = Objective(model, c, [s], StyleConfig(size=max(img.size)), amp=False)
-            with torch.no_grad():
-                _, terms = objective(x)
-            evaluated[key].update({k: float(v) for k, v in terms.items()})
+        photo = resize_longest(load_image(CONTENT), max(img.size)).resize(img.size)
+        style = resize_longest(load_image(STYLE), max(img.size))
+        evaluated[key].update({k: float(v) for k, v in Scorer(photo, style, dev)(img).items()})
         log(key, evaluated[key])
     report["evaluated"] = evaluated
 
-    # C. the graphed-vs-eager J difference with 1 warm-up call before a capture (Adam and L-BFGS)
-    saved = graphs.WARMUP_CALLS
+    # C. the graphed-vs-eager J difference with 1 and 3 warm-up calls before a capture (Adam and L-BFGS)
     for warmups in (1, 3):
-        graphs.WARMUP_CALLS = warmups
         t = time.perf_counter()
-        with variant("gram+conv"):
+        with variant("gram+conv"):  # restores WARMUP_CALLS on exit
             graphs.WARMUP_CALLS = warmups
             report[f"j_diff_warmup_{warmups}"] = graph_j_difference(512 if size > 256 else 64, dev, model)
         log(f"warm-up {warmups}", report[f"j_diff_warmup_{warmups}"], f"{time.perf_counter() - t:.1f} s")
-    graphs.WARMUP_CALLS = saved
     (out / "probe.json").write_text(json.dumps(report, indent=2))
     return 0
 
