@@ -17,16 +17,7 @@ from typing import Any, Literal
 
 import gradio as gr
 
-from style_transfer.config import (
-    OUTPUT_FORMATS,
-    PRESETS,
-    STRENGTH_DEFAULT,
-    STRENGTH_MAX,
-    STRENGTH_MIN,
-    default_of,
-    field_spec,
-    preset,
-)
+from style_transfer.config import OUTPUT_FORMATS, PRESETS, default_of, field_spec, number, preset
 
 from .guards import guard_image_input, guard_region, guard_setting
 
@@ -51,34 +42,43 @@ def _spec(name: str) -> tuple[dict, Any]:
     return dict(f.metadata), default_of(f)
 
 
-def slider(name: str, label: str, step: float, doc: str | None = None) -> Param:
+def _doc(meta: dict) -> str:
+    """A setting's API description: the config's help, with its range or choices."""
+    if meta["choices"]:
+        return f"{meta['help']} One of: {', '.join(meta['choices'])}."
+    if meta["min"] is not None:
+        return f"{meta['help']} Range {number(meta['min'])}-{number(meta['max'])}."
+    return meta["help"]
+
+
+def slider(name: str, label: str, step: float) -> Param:
     """A StyleConfig field as a slider: range, default and help from the config."""
     meta, default = _spec(name)
 
     def make(value):
         return gr.Slider(meta["min"], meta["max"], value=value, step=step, label=label, info=meta["help"])
 
-    return Param(name, doc or meta["help"], make, type(default), default)
+    return Param(name, _doc(meta), make, type(default), default)
 
 
-def number(name: str, label: str, doc: str | None = None, **kw: Any) -> Param:
+def number_box(name: str, label: str, **kw: Any) -> Param:
     """A StyleConfig field as a number box: range, default and help from the config."""
     meta, default = _spec(name)
 
     def make(value):
         return gr.Number(value=value, minimum=meta["min"], maximum=meta["max"], info=meta["help"], label=label, **kw)
 
-    return Param(name, doc or meta["help"], make, type(default), default)
+    return Param(name, _doc(meta), make, type(default), default)
 
 
-def radio(name: str, label: str, doc: str | None = None) -> Param:
+def radio(name: str, label: str) -> Param:
     """A StyleConfig field with choices as radio buttons: choices, default and help from the config."""
     meta, default = _spec(name)
 
     def make(value):
         return gr.Radio(list(meta["choices"]), value=value, label=label, info=meta["help"])
 
-    return Param(name, doc or meta["help"], make, str, default)
+    return Param(name, _doc(meta), make, str, default)
 
 
 def image(name: str, what: str, doc: str, label: str, height: int, elem_id: str, required: bool = False, **kw) -> Param:
@@ -101,11 +101,6 @@ def blend(number: int, label: str, doc: str) -> Param:
         float,
         1,
     )
-
-
-def _strength(value: float) -> gr.Slider:
-    info = "5 = default balance; each 2.5 multiplies the style and smoothing weights by 10."
-    return gr.Slider(STRENGTH_MIN, STRENGTH_MAX, value=value, step=0.5, label="Style strength", info=info)
 
 
 def _output_format(value: str) -> gr.Radio:
@@ -131,33 +126,28 @@ PARAMS: tuple[Param, ...] = (
           required=True, sources=["upload", "clipboard", "webcam"]),
     image("style", "style image", "the painting whose style to copy (image file or URL).", "Style image", 300, "style",
           required=True),
-    slider("size", "Output size (px)", 16, "longest side of the output in pixels."),
-    slider("steps", "Steps", 1, "number of Adam optimisation steps."),
-    Param("style_strength", "0-10; 5 keeps style_weight and tv_weight, each 2.5 multiplies both by 10.", _strength,
-          float, STRENGTH_DEFAULT),
-    slider("learning_rate", "Learning rate", 0.001, "Adam learning rate on pixels in [0, 1]."),
-    slider("preview_every", "Preview every N steps", 1, "stream an intermediate image every N steps."),
-    number("seed", "Seed", "random seed (for noise initialisation).", precision=0),
-    number("content_weight", "Content weight α", "alpha, weight of the content cost."),
-    number("style_weight", "Style weight β (before strength)",
-           "beta, weight of the style cost before the strength factor."),
-    number("tv_weight", "Total-variation weight (before strength)",
-           "weight of the total-variation smoothing term before the strength factor (0 = off)."),
-    radio("init", "Start from", 'starting image: "content", "noise", "gray" or "style-mean".'),
+    slider("size", "Output size (px)", 16),
+    slider("steps", "Steps", 1),
+    slider("style_strength", "Style strength", 0.5),
+    slider("learning_rate", "Learning rate", 0.001),
+    slider("preview_every", "Preview every N steps", 1),
+    number_box("seed", "Seed", precision=0),
+    number_box("content_weight", "Content weight α"),
+    number_box("style_weight", "Style weight β (before strength)"),
+    number_box("tv_weight", "Total-variation weight (before strength)"),
+    radio("init", "Start from"),
     image("style_2", "style image 2", "optional second style image, blended with the first.",
           "Second style (optional)", 220, "style2"),
     image("style_3", "style image 3", "optional third style image.", "Third style (optional)", 220, "style3"),
     blend(1, "Blend weight of the style image", "blend weight of the first style (weights are normalised)."),
     blend(2, "Blend weight of the second style", "blend weight of the second style."),
     blend(3, "Blend weight of the third style", "blend weight of the third style."),
-    radio("preserve_colors", "Keep the photo's colours",
-          '"none", "luminance" (keep the photo\'s colours) or "histogram".'),
-    slider("style_scale", "Style scale (brush size)", 0.05,
-           "size of the style image relative to the output (smaller = finer strokes)."),
-    slider("scales", "Coarse-to-fine scales (0 = auto)", 1, "coarse-to-fine sizes (1 = off, 0 = automatic)."),
-    radio("optimizer", "Optimiser", '"adam" or "lbfgs".'),
-    radio("pooling", "Pooling", 'VGG-19 pooling, "max" or "avg".'),
-    radio("precision", "Precision", '"auto", "fp32" or "bf16".'),
+    radio("preserve_colors", "Keep the photo's colours"),
+    slider("style_scale", "Style scale (brush size)", 0.05),
+    slider("scales", "Coarse-to-fine scales (0 = auto)", 1),
+    radio("optimizer", "Optimiser"),
+    radio("pooling", "Pooling"),
+    radio("precision", "Precision"),
     Param("mask", 'region to paint, as an image-editor value {"background", "layers", "composite"}: the painted '
           "layers' opacity (or an opaque black-and-white layer's brightness) marks where the style goes.",
           _mask, dict | None, None, kind="region", what="mask"),

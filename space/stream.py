@@ -51,14 +51,7 @@ def _stream(
     device = _device_name(model)
     rows: list[dict] = []
     start = _clock()
-    frames = stylize(
-        request.content,
-        request.styles or request.style,
-        request.config,
-        model=model,
-        mask=request.mask,
-        background_style=request.background,
-    )
+    frames = stylize(request.prepared, model=model)
 
     first = True
 
@@ -67,20 +60,20 @@ def _stream(
         latest = Latest(frame, device)
         if final:
             compare, status, download = final_values(
-                latest, request.content, request.config, request.output_format, note
+                latest, request.content, request.config, request.output_format, _notes(request, note)
             )
         else:
             # The before/after slider only at the end: sent with every preview, the same photo was written again
             # into Gradio's cache each time, in place, and a browser fetching it then got a truncated image. The
             # first preview empties it, so the last run's pair is not shown beside this run's picture.
-            status = _status(frame, device, request.config)
+            status = _status(frame, device, request.config, _notes(request))
             compare, download = (None if first else gr.skip()), None
         first = False
         return frame.image, compare, pd.DataFrame(rows), status, download, latest
 
     try:
         for frame in frames:
-            rows += _loss_rows(frame, request.config)
+            rows += _loss_rows(frame)
             note = ""
             over_budget = (
                 time_budget_s is not None
@@ -125,26 +118,34 @@ def final_values(
 
 
 def _status(frame: Frame, device: str, cfg: StyleConfig, note: str = "", running: bool = True) -> str:
-    """The progress line (with an ETA while ``running``), then ``note`` on a line of its own.
-
-    The cost terms are the weighted ones the plot draws (α·content, β·style, smoothing), which add up to J; with
-    coarse-to-fine scales the line says which scale is running.
-    """
-    done = frame.step
-    eta = _remaining_s(frame, cfg) if running and 0 < done < frame.total_steps else 0.0
-    weighted = _weighted_terms(frame, cfg)
-    terms = ", ".join(f"{name} {value:.4g}" for name, value in list(weighted.items())[1:])
+    """Where the run is, in plain words (with the time left while ``running``; done or stopped at the end), then
+    the cost J and its weighted terms as the plot draws them, then ``note`` on lines of their own."""
+    done, total = frame.step, frame.total_steps
     scale = ""
     if frame.num_scales > 1:
-        side = max(frame.image.size)
-        scale = f" · scale {frame.scale + 1}/{frame.num_scales} ({side} px)"
-    text = (
-        f"step {done}/{frame.total_steps}{scale} · {frame.elapsed:.1f} s"
-        + (f" · ETA {eta:.0f} s" if eta else "")
-        + f" · J = {weighted['total J']:.4g} ({terms})"
-        + f" · {device}"
-    )
+        scale = f" (scale {frame.scale + 1} of {frame.num_scales}, {max(frame.image.size)} px)"
+    if not running:
+        if frame.done:
+            where = f"Done: {done} step{'s' * (done != 1)} in {_seconds(frame.elapsed)} on {device}"
+        else:
+            where = f"Stopped at step {done} of {total} on {device}"
+    elif done == 0:
+        where = f"Starting: step 0 of {total}{scale} on {device}"
+    else:
+        eta = _remaining_s(frame, cfg) if done < total else 0.0
+        where = f"Step {done} of {total}{scale} — about {_seconds(eta)} left"
+    detail = ", ".join(f"{term.label} {term.weighted:.4g}" for term in frame.terms)
+    text = f"{where}\nCost J = {frame.total:.4g} ({detail})"
     return f"{text}\n{note}" if note else text
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def _notes(request: Request, note: str = "") -> str:
+    """The request's notes (e.g. an enlarged photo) and ``note``, one per line."""
+    return "\n".join([*request.prepared.notes, *([note] if note else [])])
 
 
 def _remaining_s(frame: Frame, cfg: StyleConfig) -> float:
@@ -161,23 +162,10 @@ def _remaining_s(frame: Frame, cfg: StyleConfig) -> float:
     return frame.elapsed * left / done if done else 0.0
 
 
-def _weighted_terms(frame: Frame, cfg: StyleConfig) -> dict[str, float]:
-    """J and its weighted terms, as J adds them up."""
-    weighted = {
-        "total J": frame.losses["total"],
-        "α·content": cfg.content_weight * frame.losses["content"],
-        "β·style": cfg.style_weight * frame.losses["style"],
-    }
-    if "tv" in frame.losses:
-        weighted["smoothness (TV)"] = cfg.effective_tv_weight * frame.losses["tv"]
-    return weighted
-
-
-def _loss_rows(frame: Frame, cfg: StyleConfig) -> list[dict]:
-    return [
-        {"step": frame.step, "term": k, "log10 cost": math.log10(v) if v > 0 else None}
-        for k, v in _weighted_terms(frame, cfg).items()
-    ]
+def _loss_rows(frame: Frame) -> list[dict]:
+    """The plot's rows for a frame: J and each weighted term (what J adds up), on a log scale."""
+    costs = {"total J": frame.total, **{term.label: term.weighted for term in frame.terms}}
+    return [{"step": frame.step, "term": k, "log10 cost": math.log10(v) if v > 0 else None} for k, v in costs.items()]
 
 
 _clock = time.perf_counter  # the time budget's clock (tests replace it)

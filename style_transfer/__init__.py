@@ -5,7 +5,7 @@ Python API::
     from style_transfer import stylize, run, StyleConfig
 
     for frame in stylize("photo.jpg", "painting.jpg", size=256, steps=200):
-        print(frame.step, frame.losses["total"])
+        print(frame.step, frame.total, [(term.label, term.weighted) for term in frame.terms])
     frame.image.save("out.png")
 """
 
@@ -23,6 +23,8 @@ _EXPORTS = {
     "StyleConfig": "config",
     "Frame": "engine",
     "NonFiniteLossError": "engine",
+    "Prepared": "engine",
+    "prepare": "engine",
     "preload": "engine",
     "run": "engine",
     "stylize": "engine",
@@ -38,6 +40,7 @@ __all__ = [
     "Frame",
     "ImageError",
     "NonFiniteLossError",
+    "Prepared",
     "StyleConfig",
     "VGGFeatures",
     "WeightsError",
@@ -46,6 +49,7 @@ __all__ = [
     "load_image",
     "load_model",
     "preload",
+    "prepare",
     "run",
     "stylize",
 ]
@@ -64,7 +68,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # what static tools see
     from . import accel, colour
     from .config import ConfigError, StyleConfig
-    from .engine import Frame, NonFiniteLossError, preload, run, stylize
+    from .engine import Frame, NonFiniteLossError, Prepared, preload, prepare, run, stylize
     from .images import ImageError, load_image
     from .model import VGGFeatures, load_model
     from .weights import WeightsError

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
 
     try:  # torch loads here (seconds), after the options are checked and --help has answered
-        from .engine import NonFiniteLossError, stylize
+        from .engine import NonFiniteLossError, prepare, stylize
         from .images import ImageError
         from .weights import WeightsError
     except KeyboardInterrupt:
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     bar = None
     failure: tuple[str, int] | None = None
     try:
-        frames = stylize(args.content, args.style, cfg, mask=args.mask, background_style=args.background_style)
+        prepared = prepare(args.content, args.style, cfg, mask=args.mask, background_style=args.background_style)
+        for note in prepared.notes:
+            print(f"note: {note}", file=sys.stderr)
+        frames = stylize(prepared)
         for frame in frames:
             if bar is None and not args.quiet:
                 from tqdm import tqdm
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar = tqdm(total=cfg.steps, unit="step", dynamic_ncols=True, file=sys.stderr)
             if bar is not None:
                 bar.update(frame.step - bar.n)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in frame.losses.items()})
+                bar.set_postfix({"J": f"{frame.total:.3g}", **{t.label: f"{t.weighted:.3g}" for t in frame.terms}})
             if save_every and frame.step % save_every == 0:
                 frame.image.save(save_dir / f"step_{frame.step:05d}.png")
     except KeyboardInterrupt:

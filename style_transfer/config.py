@@ -24,11 +24,13 @@ MAX_STEPS = 5000
 AUTO_SCALE_START = 512
 
 
-# The UI's single "style strength" knob: it multiplies style_weight (and tv_weight, which holds the style's
-# speckle in check, so their balance stays) by 10 ** ((strength - 5) / 2.5): 5 keeps the configured weights, every
-# 2.5 steps is a factor of 10, and 0 / 10 mean x0.01 / x100. With the smoothing weight left fixed, a low strength
-# let it dominate and the picture came out blurred (lake_boats x Starry Night, 160 px, strength 0 and 2.5).
+# The single "style strength" knob (StyleConfig.style_strength): it multiplies style_weight (and tv_weight, which
+# holds the style's speckle in check, so their balance stays) by 10 ** ((strength - 5) / 2.5): 5 keeps the
+# configured weights, every 2.5 steps is a factor of 10, and 0 / 10 mean x0.01 / x100. With the smoothing weight
+# left fixed, a low strength let it dominate and the picture came out blurred (lake_boats x Starry Night, 160 px,
+# strength 0 and 2.5).
 STRENGTH_MIN, STRENGTH_MAX, STRENGTH_DEFAULT = 0.0, 10.0, 5.0
+STRENGTH_SCALED = ("style_weight", "tv_weight")
 
 
 # Average pooling's features are weaker than max pooling's, and so are the content and style costs: the style cost
@@ -68,25 +70,37 @@ def _field(
 class StyleConfig:
     """Settings of one style-transfer run (Gatys et al.), defaults from the seed project.
 
-    The total cost is ``J = content_weight * J_content + style_weight * J_style + tv_weight * J_tv`` (the last
-    weight scaled for average pooling: ``effective_tv_weight``).
+    The total cost is ``J = content_weight * J_content + style_weight * J_style + tv_weight * J_tv``, the last two
+    weights scaled by the style strength and the last for average pooling (``effective_style_weight``,
+    ``effective_tv_weight``); its terms are listed in ``terms.py``. A field named ``*_weight`` is the weight of a
+    cost term.
     Pixels live in [0, 1]; Adam updates them, never the network.
     """
 
     size: int = _field(512, "Longest side of the output image, in pixels.", min=MIN_SIZE, max=MAX_SIZE)
-    steps: int = _field(300, "Number of optimisation steps.", min=1, max=MAX_STEPS)
+    steps: int = _field(300, "Number of optimisation steps (Adam or L-BFGS).", min=1, max=MAX_STEPS)
     learning_rate: float = _field(0.02, "Adam learning rate on pixels in [0, 1] (the seed's 0.02).", min=1e-4, max=1.0)
     # alpha 1e3 at block4_conv2 takes about as much style as the seed's 1e4 at block5_conv2 and keeps more of the
     # photo; beta is 100x the seed's 1e-2 so that the style shows clearly within 300 Adam steps (README, "Defaults").
     content_weight: float = _field(1e3, "alpha: weight of the content cost J_content.", min=0.0, max=1e8)
-    style_weight: float = _field(1.0, "beta: weight of the style cost J_style.", min=0.0, max=1e6)
+    style_weight: float = _field(
+        1.0, "beta: weight of the style cost J_style (before the style strength).", min=0.0, max=1e6
+    )
     # On by default: without it Adam leaves coloured pixel-level speckle (noise figure 1.2 vs 0.1-0.3 with it on
     # the quality harness, README "Defaults and how they were chosen"). Size-independent (losses.tv_cost).
     tv_weight: float = _field(
         5e9,
-        "Weight of the total-variation (smoothness) term: removes pixel-level speckle; 0 turns it off.",
+        "Weight of the total-variation (smoothness) term, before the style strength: removes pixel-level speckle; "
+        "0 turns it off.",
         min=0.0,
         max=1e12,
+    )
+    style_strength: float = _field(
+        STRENGTH_DEFAULT,
+        "How strongly the style is painted, 0-10: 5 keeps style_weight and tv_weight; every 2.5 multiplies both by "
+        "10 (0 = x0.01, 10 = x100).",
+        min=STRENGTH_MIN,
+        max=STRENGTH_MAX,
     )
     content_layer: str = _field(DEFAULT_CONTENT_LAYER, "VGG-19 layer whose activations define content.", advanced=True)
     style_layers: tuple[str, ...] = _field(
@@ -190,9 +204,18 @@ class StyleConfig:
         if self.style_layer_weights and not sum(self.style_layer_weights) > 0:
             raise ConfigError("style_layer_weights: at least one weight must be above 0.")
         if self.style_blend_weights and not sum(self.style_blend_weights) > 0:
-            raise ConfigError("style_blend_weights: at least one weight must be above 0.")
-        if self.content_weight == 0 and self.style_weight == 0 and self.tv_weight == 0:
-            raise ConfigError("content_weight, style_weight, tv_weight: at least one must be above 0.")
+            raise ConfigError("style_blend_weights: at least one style's blend weight must be above 0.")
+        weights = [f.name for f in dataclasses.fields(self) if f.name.endswith("_weight")]  # the cost terms'
+        if not any(getattr(self, name) for name in weights):
+            raise ConfigError(f"{', '.join(weights)}: at least one must be above 0.")
+        factor = strength_multiplier(self.style_strength)
+        for name in STRENGTH_SCALED:  # a product the user never typed: say where it comes from
+            top = field_spec(name).metadata["max"]
+            if getattr(self, name) * factor > top:
+                raise ConfigError(
+                    f"{name}: {getattr(self, name):g} × {factor:g} (style strength {self.style_strength:g}) is above "
+                    f"the maximum {top:g}; lower one of them"
+                )
         return self
 
     def replace(self, **changes: Any) -> StyleConfig:
@@ -203,9 +226,16 @@ class StyleConfig:
         return dataclasses.replace(self, **changes).validate()
 
     @property
+    def effective_style_weight(self) -> float:
+        """The style term's weight in J: ``style_weight`` times the style strength's factor."""
+        return self.style_weight * strength_multiplier(self.style_strength)  # one of STRENGTH_SCALED
+
+    @property
     def effective_tv_weight(self) -> float:
-        """The smoothing term's weight in J: ``tv_weight``, scaled for average pooling (AVG_POOLING_TV_SCALE)."""
-        return self.tv_weight * (AVG_POOLING_TV_SCALE if self.pooling == "avg" else 1.0)
+        """The smoothing term's weight in J: ``tv_weight`` times the style strength's factor (the smoothing keeps
+        its balance with the style), scaled for average pooling (AVG_POOLING_TV_SCALE)."""
+        weight = self.tv_weight * strength_multiplier(self.style_strength)  # one of STRENGTH_SCALED
+        return weight * (AVG_POOLING_TV_SCALE if self.pooling == "avg" else 1.0)
 
     @property
     def layer_weights(self) -> tuple[float, ...]:

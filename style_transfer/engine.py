@@ -19,8 +19,19 @@ from PIL import Image
 
 from . import accel, colour, graphs, losses
 from .config import StyleConfig
-from .images import ImageError, ImageSource, check_min_side, load_image, pil_to_tensor, resize_longest, to_pixels
+from .images import (
+    ImageError,
+    ImageSource,
+    check_input_side,
+    check_min_side,
+    load_image,
+    pil_to_tensor,
+    resize_longest,
+    to_pixels,
+)
+from .limits import UPSCALE_NOTE_FACTOR
 from .model import VGGFeatures, load_model, resolve_device
+from .terms import Term, TermValue, active_terms
 
 
 @dataclass
@@ -30,10 +41,16 @@ class Frame:
     step: int
     total_steps: int
     image: Image.Image
-    losses: dict[str, float] = field(default_factory=dict)  # content, style (, tv) unweighted, and total J
+    losses: dict[str, float] = field(default_factory=dict)  # each term's value unweighted (by name), and total J
     elapsed: float = 0.0  # seconds since stylize() was called
     scale: int = 0  # index of the current scale in a coarse-to-fine run
     num_scales: int = 1
+    terms: tuple[TermValue, ...] = ()  # the terms of J, each with its label, weight and weighted value
+
+    @property
+    def total(self) -> float:
+        """The total cost J (the sum of the weighted terms)."""
+        return self.losses["total"]
 
     @property
     def done(self) -> bool:
@@ -73,29 +90,86 @@ def load_inputs(
     if not styles:
         raise ValueError("style: give at least one style image")
     loaded = Inputs(
-        content=load_image(content, name="content image"),
-        styles=[load_image(s, name=_style_name(i, len(styles))) for i, s in enumerate(styles)],
+        content=_load_picture(content, "content image"),
+        styles=[_load_picture(s, _style_name(i, len(styles))) for i, s in enumerate(styles)],
     )
     if mask is not None:
         loaded.mask = load_image(mask, name="mask", matte=0).convert("L")  # transparent = not painted
     if background_style is not None:
-        loaded.background_styles = [load_image(s, name="background style image") for s in _as_list(background_style)]
+        loaded.background_styles = [_load_picture(s, "background style image") for s in _as_list(background_style)]
     return loaded
 
 
-def prepare_images(content: ImageSource, style: ImageSource, cfg: StyleConfig) -> tuple[Image.Image, Image.Image]:
-    """Load both inputs as RGB at the run's size (content: longest side ``cfg.size``; style: × ``style_scale``)."""
-    content_img = resize_longest(load_image(content, name="content image"), cfg.size)
-    check_min_side(content_img, "content image")
-    return content_img, prepare_style(style, cfg, "style image")
-
-
-def prepare_style(style: ImageSource, cfg: StyleConfig, name: str) -> Image.Image:
-    """Load one style image as RGB at the size the run measures it (:func:`style_side`); ``name`` for messages."""
-    img = load_image(style, name=name)
-    img = resize_longest(img, style_side(cfg.size, cfg, max(img.size)))
-    check_min_side(img, name)
+def _load_picture(source: ImageSource, name: str) -> Image.Image:
+    img = load_image(source, name=name)
+    check_input_side(img, name)
     return img
+
+
+@dataclass
+class Prepared:
+    """The checked inputs of one run: the settings validated and every image loaded (once), ready for
+    :func:`stylize`. ``notes`` are what a user should know before the run (e.g. a small photo is enlarged)."""
+
+    config: StyleConfig
+    inputs: Inputs
+    notes: tuple[str, ...] = ()
+
+
+def prepare(
+    content: ImageSource | Prepared,
+    style: StyleSource | None = None,
+    config: StyleConfig | None = None,
+    *,
+    mask: ImageSource | None = None,
+    background_style: StyleSource | None = None,
+    **overrides: object,
+) -> Prepared:
+    """Check a run's settings and inputs and load every image once; raises :class:`ConfigError`,
+    :class:`ImageError` or ``ValueError`` with a message that names the problem, before any network work.
+
+    Takes what :func:`stylize` takes; ``stylize(prepare(...))`` runs it without loading or checking again.
+    """
+    if isinstance(content, Prepared):
+        if style is not None or config is not None or mask is not None or background_style is not None or overrides:
+            raise TypeError("a Prepared run carries its images and settings: pass it alone")
+        return content
+    if style is None:
+        raise ValueError("style: give at least one style image")
+    if config is not None and not isinstance(config, StyleConfig):
+        raise TypeError(
+            f"config: expected a StyleConfig, got {type(config).__name__} (pass single settings as keywords instead)"
+        )
+    cfg = (config if config is not None else StyleConfig()).replace(**overrides)  # unknown names are refused by name
+    if background_style is not None and mask is None:
+        raise ValueError(BACKGROUND_WITHOUT_MASK)
+    inputs = load_inputs(content, style, mask, background_style)
+    if cfg.style_blend_weights and len(cfg.style_blend_weights) != len(inputs.styles):
+        raise ValueError(
+            f"style_blend_weights: {len(cfg.style_blend_weights)} weights given for {len(inputs.styles)} style images"
+        )
+    if inputs.mask is not None and not inputs.background_styles and inputs.mask.getextrema()[1] == 0:
+        raise ImageError("mask: it is black everywhere, so nothing would be painted (white = paint here)")
+    _check_sides(inputs, cfg, cfg.scale_sizes()[0][0])  # the smallest scale must still fit through VGG's poolings
+    return Prepared(cfg, inputs, _notes(inputs, cfg))
+
+
+BACKGROUND_WITHOUT_MASK = (
+    "background_style: it paints the region outside the mask, and no region is marked; mark the region to style "
+    "(a mask, white = paint here), or leave the background style out."
+)
+
+
+def _notes(inputs: Inputs, cfg: StyleConfig) -> tuple[str, ...]:
+    """What the user should know before the run: a photo far smaller than the output is enlarged (and looks soft)."""
+    width, height = inputs.content.size
+    factor = cfg.size / max(width, height)
+    if factor < UPSCALE_NOTE_FACTOR:
+        return ()
+    return (
+        f"The content image ({width}x{height} px) was enlarged {factor:.1f}x to the {cfg.size} px output, so the "
+        "result will look soft; a larger photo or a smaller output size gives a sharper picture.",
+    )
 
 
 def _check_sides(inputs: Inputs, cfg: StyleConfig, size: int) -> None:
@@ -127,9 +201,10 @@ def style_side(size: int, cfg: StyleConfig, own: int | None = None) -> int:
 class Objective:
     """The total cost J at one scale, with every target computed once, without gradients.
 
-    ``styles`` are blended by ``blend`` (normalised): the target Gram of each layer is the weighted mean of the
-    styles' Grams. With a ``mask`` (1, 1, H, W) the style cost is measured on the masked region only, and the
-    optional ``background`` styles are matched on the rest.
+    ``J = Σ weight · value`` over the terms that count in this config (``terms.TERMS``; :attr:`terms` holds each
+    with its weight). ``styles`` are blended by ``blend`` (normalised): the target Gram of each layer is the
+    weighted mean of the styles' Grams. With a ``mask`` (1, 1, H, W) the style cost is measured on the masked region
+    only, and the optional ``background`` styles are matched on the rest.
     """
 
     def __init__(
@@ -146,6 +221,7 @@ class Objective:
         self.model = model
         self.amp = amp  # bf16 autocast for the network; the targets use it too, so both sides match
         self.cfg = cfg
+        self.terms: tuple[tuple[Term, float], ...] = active_terms(cfg)
         self.style_layers = cfg.style_layers
         self.layer_weights = cfg.layer_weights
         self.layers = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
@@ -188,27 +264,24 @@ class Objective:
             return self.model(image, layers)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total cost of ``image`` and its unweighted terms (tensors, no host sync)."""
+        """J of ``image`` and each term's unweighted value by name, then ``"total"`` (tensors, no host sync)."""
         acts = self.features(image, self.layers)
-        style_acts = [acts[n] for n in self.style_layers]
-        j_content = losses.content_cost(self.content_target, acts[self.cfg.content_layer])
-        j_style = losses.style_cost(self.style_targets, style_acts, self.layer_weights, self.masks)
-        if self.background_targets is not None and self.masks is not None:
-            inverse = [1.0 - m for m in self.masks]
-            j_style = j_style + losses.style_cost(self.background_targets, style_acts, self.layer_weights, inverse)
-        j_tv = losses.tv_cost(image) if self.cfg.tv_weight else None
-        total = losses.total_cost(
-            j_content, j_style, self.cfg.content_weight, self.cfg.style_weight, j_tv, self.cfg.effective_tv_weight
-        )
-        terms = {"content": j_content, "style": j_style, "total": total}
-        if j_tv is not None:
-            terms["tv"] = j_tv
-        return total, terms
+        values: dict[str, torch.Tensor] = {}
+        total: torch.Tensor | None = None
+        for term, weight in self.terms:
+            values[term.name] = term.cost(self, image, acts)
+            total = weight * values[term.name] if total is None else total + weight * values[term.name]
+        values["total"] = total
+        return total, values
+
+    def describe(self, values: dict[str, float]) -> tuple[TermValue, ...]:
+        """The terms of a frame whose unweighted ``values`` (by name) were read back: each with label and weight."""
+        return tuple(TermValue(term.name, term.label, weight, values[term.name]) for term, weight in self.terms)
 
 
 def stylize(
-    content: ImageSource,
-    style: StyleSource,
+    content: ImageSource | Prepared,
+    style: StyleSource | None = None,
     config: StyleConfig | None = None,
     *,
     model: VGGFeatures | None = None,
@@ -222,26 +295,14 @@ def stylize(
     limits the style to a region; outside it the photo is kept, or painted in ``background_style`` if given.
     ``config`` holds the settings (defaults: :class:`StyleConfig`); keyword ``overrides`` change single fields,
     e.g. ``stylize("a.jpg", "b.jpg", size=256, steps=200)``. Settings and inputs are validated by the call itself
-    (:class:`ConfigError`, :class:`ImageError`, ``ValueError``), before any network work.
+    (:class:`ConfigError`, :class:`ImageError`, ``ValueError``), before any network work; ``content`` may instead
+    be a :class:`Prepared` run from :func:`prepare` (checked and loaded already), passed alone.
     Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used).
     """
     start = time.perf_counter()
-    if config is not None and not isinstance(config, StyleConfig):
-        raise TypeError(
-            f"config: expected a StyleConfig, got {type(config).__name__} (pass single settings as keywords instead)"
-        )
-    cfg = (config if config is not None else StyleConfig()).replace(**overrides)  # unknown names are refused by name
-    inputs = load_inputs(content, style, mask, background_style)
-    if cfg.style_blend_weights and len(cfg.style_blend_weights) != len(inputs.styles):
-        raise ValueError(
-            f"style_blend_weights: {len(cfg.style_blend_weights)} weights given for {len(inputs.styles)} style images"
-        )
-    if inputs.background_styles and inputs.mask is None:
-        raise ValueError("background_style: it paints the region outside a mask; give a mask too, or leave it out")
-    if inputs.mask is not None and not inputs.background_styles and inputs.mask.getextrema()[1] == 0:
-        raise ImageError("mask: it is black everywhere, so nothing would be painted (white = paint here)")
-    # Everything above runs at the call, so a bad setting or image fails there, not at the first next().
-    return _frames(inputs, cfg, model, start)
+    # At the call, so a bad setting or image fails there, not at the first next().
+    prepared = prepare(content, style, config, mask=mask, background_style=background_style, **overrides)
+    return _frames(prepared.inputs, prepared.config, model, start)
 
 
 def _frames(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: float) -> Iterator[Frame]:
@@ -250,7 +311,6 @@ def _frames(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: 
         model = load_model(cfg.weights, resolve_device(cfg.device), cfg.pooling)
     accel.configure_backends(model.device())  # constant, process-wide values: the same for every request
     schedule = cfg.scale_sizes()
-    _check_sides(inputs, cfg, schedule[0][0])  # the smallest scale must still fit through VGG's four poolings
     image: torch.Tensor | None = None
     last: Frame | None = None
     done_steps = 0
@@ -377,6 +437,7 @@ class _PendingFrame:
             time.perf_counter() - stage.start,
             stage.scale,
             stage.num_scales,
+            stage.objective.describe(values),
         )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .limits import MAX_INPUT_PIXELS, MIN_IMAGE_SIDE
+from .limits import MAX_INPUT_PIXELS, MIN_IMAGE_SIDE, MIN_INPUT_SIDE
 
 READABLE = "PNG, JPEG, WebP, AVIF, GIF, BMP or TIFF"
 
@@ -115,6 +115,17 @@ def check_min_side(img: Image.Image, name: str = "image") -> None:
         raise ImageError(
             f"{name}: too narrow for this output size ({width}x{height} px after resizing; each side must be at "
             f"least {MIN_IMAGE_SIDE} px). Crop it to a less elongated shape or choose a larger output size."
+        )
+
+
+def check_input_side(img: Image.Image, name: str = "image") -> None:
+    """Refuse a picture (as given, before any resizing) with a side under ``MIN_INPUT_SIDE`` pixels."""
+    width, height = img.size
+    if min(width, height) < MIN_INPUT_SIDE:
+        thin = max(width, height) >= MIN_INPUT_SIDE
+        raise ImageError(
+            f"{name}: too {'narrow' if thin else 'small'} ({width}x{height} px; each side must be at least "
+            f"{MIN_INPUT_SIDE} px). " + ("Crop it to a less elongated shape." if thin else "Use a larger picture.")
         )
 
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from .config import MAX_SIZE, MAX_STEPS, MIN_SIZE
 
-__all__ = ["MAX_INPUT_PIXELS", "MAX_SIZE", "MAX_STEPS", "MIN_IMAGE_SIDE", "MIN_SIZE"]
+__all__ = [
+    "MAX_INPUT_PIXELS",
+    "MAX_SIZE",
+    "MAX_STEPS",
+    "MIN_IMAGE_SIDE",
+    "MIN_INPUT_SIDE",
+    "MIN_SIZE",
+    "UPSCALE_NOTE_FACTOR",
+]
 
 # Images above this many pixels are refused from their header, before any pixel is decoded: a 30000x30000
 # "decompression bomb" is 900 MP (2.7 GB as RGB); a 50 MP camera photo is fine.
@@ -18,3 +26,9 @@ MAX_INPUT_PIXELS = 80_000_000
 # VGG-19 pools four times before block5, so each side of an image must be at least 16 px at the size it is used;
 # a 2x2000 strip resized to a 64 px output is 1 px wide and is refused with a message instead of crashing the net.
 MIN_IMAGE_SIDE = 16
+# A photo or painting must have at least this many pixels on each side as given: the network sees an image in
+# cells of 16 px at its deepest layers, so anything smaller (a 1x1 or 8x8 file) holds less than one cell of
+# content or style, and enlarging it to the output only paints blur.
+MIN_INPUT_SIDE = 16
+# A content photo enlarged at least this much to the output size gets a note (the result will look soft).
+UPSCALE_NOTE_FACTOR = 2.0

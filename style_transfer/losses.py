@@ -1,5 +1,7 @@
 """The seed's cost functions (eq. 1 and eq. 2 of its README), plus an optional total-variation term.
 
+Each is one term's unweighted value; ``terms.py`` names the terms and weights them into J.
+
 Activations are ``(N, C, H, W)`` tensors (N = 1). The Gram matrix and the costs are computed in float32 even when
 the network runs in lower precision: an fp16 Gram overflows and bf16 loses the small residuals near the optimum.
 """
@@ -165,18 +167,3 @@ def tv_cost(image: torch.Tensor) -> torch.Tensor:
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return (dx.float().pow(2).sum() + dy.float().pow(2).sum()) / float(height * width)
-
-
-def total_cost(
-    j_content: torch.Tensor,
-    j_style: torch.Tensor,
-    alpha: float,
-    beta: float,
-    j_tv: torch.Tensor | None = None,
-    tv_weight: float = 0.0,
-) -> torch.Tensor:
-    """``J = α·J_content + β·J_style (+ tv_weight·J_tv)``."""
-    total = alpha * j_content + beta * j_style
-    if j_tv is not None and tv_weight:
-        total = total + tv_weight * j_tv
-    return total

@@ -68,7 +68,8 @@ def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
     updates = list(job)
     assert len(updates) >= 3  # steps 0, 2, 4, 6
     statuses = [u[3] for u in updates]
-    assert statuses[0].startswith("step 0/6") and statuses[-1].startswith("step 6/6")
+    assert statuses[0].startswith("Starting: step 0 of 6") and statuses[-1].startswith("Done: 6 steps in ")
+    assert all(status.startswith("Step ") and " s left" in status for status in statuses[1:-1])
     final = job.result()
     image = final[0]
     assert image["url"].endswith(".png")
@@ -100,17 +101,17 @@ def test_stylize_streams_frames_and_ends_with_a_png(client, app_url):
         ({"steps": MAX_STEPS + 1}, f"greater than maximum value {MAX_STEPS}"),
         ({"init": "zeros"}, "zeros"),
         ({"style_weight": 1e6, "style_strength": 10}, "style_weight"),
-        ({"background_style": handle_file(str(STYLE))}, "Background style: .* nothing is painted on the mask"),
+        ({"background_style": handle_file(str(STYLE))}, "background_style: .* no region is marked"),
         (
             {"style_2": handle_file(str(STYLE)), "style_1_blend": 0, "style_2_blend": 0},
-            "style_1_blend, style_2_blend: at least one blend weight must be above 0",
+            "style_blend_weights: at least one style's blend weight must be above 0",
         ),
     ],
 )
 def test_bad_input_gives_a_clear_error_and_server_keeps_answering(client, changes, message):
     with pytest.raises(AppError, match=message):
         _submit(client, **changes).result()
-    assert _submit(client, steps=1, size=32).result()[3].startswith("step 1/1")
+    assert _submit(client, steps=1, size=32).result()[3].startswith("Done: 1 step in ")
 
 
 def test_text_file_as_image(client, tmp_path):
@@ -123,7 +124,7 @@ def test_text_file_as_image(client, tmp_path):
     with pytest.raises(AppError, match="mask: a layer or the background is not a readable image") as info:
         _submit(client, mask=mask).result()
     assert info.value.title == "Invalid input"
-    assert _submit(client, steps=1, size=32).result()[3].startswith("step 1/1")
+    assert _submit(client, steps=1, size=32).result()[3].startswith("Done: 1 step in ")
 
 
 def test_strength_maps_to_style_weight():
@@ -131,7 +132,8 @@ def test_strength_maps_to_style_weight():
     assert strength_multiplier(0) == pytest.approx(0.01) and strength_multiplier(10) == pytest.approx(100)
     values = (64, 10, 7.5, 0.02, 5, 0, 1e4, 2.0, 0.0, "content")
     cfg = build_config(dict(zip(params.NAMES[2:12], values, strict=True)))
-    assert cfg.style_weight == pytest.approx(20.0) and cfg.content_weight == 1e4
+    assert cfg.style_strength == 7.5 and cfg.style_weight == 2.0 and cfg.content_weight == 1e4
+    assert cfg.effective_style_weight == pytest.approx(20.0)
 
 
 def test_readme_client_snippet_runs_as_written(app_url, monkeypatch, capsys):
@@ -141,8 +143,8 @@ def test_readme_client_snippet_runs_as_written(app_url, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # the snippet uses paths relative to the repository
     exec(compile(block.replace("http://127.0.0.1:7860/", app_url), "README snippet", "exec"), {})
     out = capsys.readouterr().out.splitlines()
-    steps = [line for line in out if line.startswith("step ")]
-    assert len(steps) >= 3 and steps[0].startswith("step 0/40") and steps[-1].startswith("step 40/40")
+    steps = [line for line in out if line.startswith(("Starting: ", "Step ", "Done: "))]
+    assert len(steps) >= 3 and steps[0].startswith("Starting: step 0 of 40") and steps[-1].startswith("Done: 40 steps")
     assert out[-1].startswith("result:") and out[-1].endswith(".png")
 
 
@@ -166,7 +168,7 @@ def test_features_through_the_api(client, tmp_path):
     )
     updates = list(job)
     final = job.result()
-    assert final[3].startswith("step 6/6")
+    assert final[3].startswith("Done: 6 steps")
     assert all(u[4] is None for u in updates[:-1])
     download = final[4]
     assert download["url"].endswith(".webp")

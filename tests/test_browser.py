@@ -69,10 +69,10 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
         src = img.first.get_attribute("src") if img.count() else None
         if src and (not sources or sources[-1] != src):
             sources.append(src)
-        if _status(page).startswith("step 40/40"):
+        if _status(page).startswith("Done: 40 steps"):
             break
         time.sleep(0.02)
-    assert _status(page).startswith("step 40/40"), _status(page)
+    assert _status(page).startswith("Done: 40 steps"), _status(page)
     assert len(sources) >= 3, f"the result changed only {len(sources) - 1} times: {sources}"
     page.screenshot(path=str(tmp_path / "after_generate.png"), full_page=True)
     # The cost plot's legend (which line is which term) is inside the plot's box, not cut off below it.
@@ -92,14 +92,14 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     first_after = page.locator("#compare img").last.get_attribute("src")
     _set_number(page, "Steps", 3000)
     page.get_by_role("button", name="Generate").click()
-    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^step ([1-9]\d*)/3000"), timeout=60_000)
+    expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Step ([1-9]\d*) of 3000"), timeout=60_000)
     expect(page.locator("#download a")).to_have_count(0)  # a run's download comes with its end
     expect(page.locator("#compare img")).to_have_count(0)  # and its before/after: the last run's is not shown
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"Stopped at step \d+ of 3000"), timeout=10_000)
     stopped_at = _status(page)
-    step = int(re.match(r"step (\d+)/3000", stopped_at).group(1))
-    assert "ETA" not in stopped_at and f"Stopped at step {step} of 3000" in stopped_at
+    step = int(re.match(r"Stopped at step (\d+) of 3000", stopped_at).group(1))
+    assert " left" not in stopped_at and f"Stopped at step {step} of 3000:" in stopped_at
     time.sleep(3.0)
     assert _status(page) == stopped_at, "the run kept streaming after Stop"
     expect(page.locator("#download a")).to_have_count(1)

@@ -161,7 +161,11 @@ def test_save_every_keeps_every_multiple_across_scales(capsys, content_path, sty
 @pytest.mark.parametrize(
     ("flags", "code", "message"),
     [
-        (["--background-style", "STYLE"], cli.EXIT_USAGE, "--background-style: it paints the region outside a mask"),
+        (
+            ["--background-style", "STYLE"],
+            cli.EXIT_USAGE,
+            "--background-style: it paints the region outside the mask, and no region is marked",
+        ),
         (["--mask", "BLACK"], cli.EXIT_IMAGE, "mask: it is black everywhere"),
         (["--style-layer-weights", "0,0,0,0,0"], cli.EXIT_USAGE, "--style-layer-weights: at least one weight"),
         (["--weights", "GARBAGE"], cli.EXIT_WEIGHTS, "not a PyTorch weights file (it cannot be unpickled)"),

@@ -40,6 +40,34 @@ def test_frame_losses_match_the_seed_equations(content_path, style_path, model):
     assert terms["total"] == pytest.approx(3.0 * terms["content"] + 0.5 * terms["style"] + 1e4 * terms["tv"], rel=1e-5)
 
 
+def test_frames_carry_the_weighted_terms_that_add_up_to_j(content_path, style_path, model):
+    """Every face shows the frame's terms as they are: each names itself and its weight, and they add up to J
+    (the style strength scales the style and smoothing weights; a term weighted 0 is left out)."""
+    cfg = StyleConfig(size=64, steps=1, content_weight=3.0, style_weight=0.5, tv_weight=1e4, style_strength=7.5)
+    frame = next(stylize(content_path, style_path, cfg, model=model))
+    assert [(t.name, t.label) for t in frame.terms] == [
+        ("content", "α·content"),
+        ("style", "β·style"),
+        ("tv", "smoothness (TV)"),
+    ]
+    assert [t.weight for t in frame.terms] == pytest.approx([3.0, 5.0, 1e5])
+    assert all(t.value == frame.losses[t.name] for t in frame.terms)
+    assert sum(t.weighted for t in frame.terms) == pytest.approx(frame.total, rel=1e-5)
+    without_tv = next(stylize(content_path, style_path, cfg.replace(tv_weight=0), model=model))
+    assert [t.name for t in without_tv.terms] == ["content", "style"] and "tv" not in without_tv.losses
+
+
+def test_a_prepared_run_is_the_same_run(content_path, style_path, model):
+    """prepare() checks and loads once; stylize() of it gives the same picture as stylize() of the files."""
+    prepared = engine.prepare(content_path, style_path, size=48, steps=3)
+    assert prepared.config.size == 48 and prepared.inputs.content.size != (48, 36)  # loaded, not resized yet
+    direct = list(stylize(content_path, style_path, model=model, size=48, steps=3))[-1]
+    again = list(stylize(prepared, model=model))[-1]
+    assert again.image.tobytes() == direct.image.tobytes() and again.losses == direct.losses
+    with pytest.raises(TypeError, match="pass it alone"):
+        stylize(prepared, style_path)
+
+
 def test_closing_after_first_frame_stops_the_work(content_path, style_path, model):
     calls = []
     handle = model.register_forward_hook(lambda *a: calls.append(1))
@@ -112,3 +140,25 @@ def test_accepts_pil_and_numpy_inputs(model):
 
     frame = run(make_content(), np.asarray(make_style()), size=32, steps=1, model=model)
     assert frame.image.size == (32, 24)
+
+
+def test_a_tiny_picture_is_refused_and_a_small_photo_is_enlarged_with_a_note(tmp_path, style_path):
+    """A 1x1 photo was accepted and silently blown up to the output: now each side must be MIN_INPUT_SIDE px,
+    and a photo much smaller than the output is enlarged with a note the faces show."""
+    from PIL import Image
+
+    from style_transfer.limits import MIN_INPUT_SIDE, UPSCALE_NOTE_FACTOR
+
+    dot = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 120, 40)).save(dot)
+    with pytest.raises(
+        ImageError, match=rf"^content image: too small \(1x1 px; each side must be at least {MIN_INPUT_SIDE}"
+    ):
+        engine.prepare(dot, style_path, size=64)
+    with pytest.raises(ImageError, match=r"^style image: too small"):
+        engine.prepare(style_path, dot, size=64)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(small)
+    assert engine.prepare(small, style_path, size=round(40 * UPSCALE_NOTE_FACTOR) - 1).notes == ()
+    (note,) = engine.prepare(small, style_path, size=256).notes
+    assert "(40x30 px) was enlarged 6.4x to the 256 px output" in note

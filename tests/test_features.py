@@ -13,7 +13,7 @@ from PIL import Image
 from bench.quality import laplacian_energy, luminance
 from style_transfer import ConfigError, StyleConfig, colour, run, stylize
 from style_transfer.config import PRESETS, preset
-from style_transfer.engine import Objective, prepare_images
+from style_transfer.engine import Objective, prepare, style_side
 from style_transfer.images import ImageError, pil_to_tensor
 from style_transfer.model import load_model
 from style_transfer.output import encode_image, read_settings, save_image
@@ -90,9 +90,8 @@ def test_init_options(content_path, style_path, model):
 
 
 def test_style_scale_and_pooling(content_path, style_path):
-    cfg = StyleConfig(size=64, style_scale=0.5).validate()
-    content_img, style_img = prepare_images(content_path, style_path, cfg)
-    assert content_img.size == (64, 48) and max(style_img.size) == 32
+    prepared = prepare(content_path, style_path, size=64, style_scale=0.5)
+    assert style_side(64, prepared.config, max(prepared.inputs.styles[0].size)) == 32
     avg = load_model("caffe", "cpu", "avg")
     assert any(isinstance(m, torch.nn.AvgPool2d) for m in avg.features)
     assert not any(isinstance(m, torch.nn.AvgPool2d) for m in load_model("caffe", "cpu", "max").features)
@@ -144,11 +143,9 @@ def test_average_pooling_is_as_crisp_as_max_pooling():
 def test_a_low_style_strength_is_not_blurred():
     """The strength scales the smoothing with the style: with the smoothing fixed, strength 0 left it dominant and
     the picture blurred (64 px: sharpness 5% of strength 5's); now 100%."""
-    from space.request import build_config
-
-    low, default = (build_config({"style_strength": s, "size": 64, "steps": 40}) for s in (0, 5))
-    assert low.tv_weight == pytest.approx(default.tv_weight / 100)
-    assert low.style_weight == pytest.approx(default.style_weight / 100)
+    low, default = (StyleConfig(style_strength=s, size=64, steps=40).validate() for s in (0, 5))
+    assert low.effective_tv_weight == pytest.approx(default.effective_tv_weight / 100)
+    assert low.effective_style_weight == pytest.approx(default.effective_style_weight / 100)
     assert _sharpness(_final(low)) > 0.5 * _sharpness(_final(default))
 
 

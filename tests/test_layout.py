@@ -135,7 +135,7 @@ def test_examples_fill_every_input_they_list_and_run(image_dir):
     row = dict(zip(names, examples.examples[0], strict=True))
     row.update(content=str(image_dir / "content.png"), style=str(image_dir / "style.png"), size=32, steps=2)
     final = list(examples.fn(*row.values()))[-1]
-    assert final[3].startswith("step 2/2") and final[4].endswith(".png")
+    assert final[3].startswith("Done: 2 steps") and final[4].endswith(".png")
 
 
 def test_every_parameter_gets_a_component():
@@ -160,10 +160,10 @@ def _fail_in_the_engine(monkeypatch, exc):
 
 
 def _fail_in_the_checks(monkeypatch, exc):
-    def prepare_images(*args, **kwargs):
+    def prepare(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr(space.request, "prepare_images", prepare_images)
+    monkeypatch.setattr(space.request, "prepare", prepare)
 
 
 @pytest.mark.parametrize(("inject", "doing"), [(_fail_in_the_engine, "running"), (_fail_in_the_checks, "checking")])
@@ -185,7 +185,7 @@ def test_unexpected_failure_is_answered_and_the_server_keeps_working(
     assert logged and logged[-1].exc_info and logged[-1].exc_info[0] is ZeroDivisionError  # with its traceback
     monkeypatch.undo()
     final = client.submit(content=image, style=image, size=32, steps=1, api_name="/stylize").result(timeout=120)
-    assert final[3].startswith("step 1/1")
+    assert final[3].startswith("Done: 1 step in ")
 
 
 def test_gpu_function_raises_only_picklable_gr_errors(image_dir, model, monkeypatch):

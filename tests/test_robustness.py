@@ -42,6 +42,7 @@ from style_transfer.config import StyleConfig
 from style_transfer.engine import Frame
 from style_transfer.images import load_image, resize_longest
 from style_transfer.output import read_settings
+from style_transfer.terms import TermValue
 from tests.conftest import make_content, make_style
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ CASES = {
     "truncated_png": Case("photo.png", lambda: _half(_encode(make_content(64, 48), "PNG")), "damaged or truncated"),
     "text_named_png": Case("photo.png", lambda: b"this is not a picture\n", "not an image, or a format"),
     "empty_file": Case("photo.png", lambda: b"", "the file is empty"),
-    "1x1": Case("dot.png", lambda: _encode(Image.new("RGB", (1, 1), (200, 120, 40)), "PNG")),
+    "1x1": Case("dot.png", lambda: _encode(Image.new("RGB", (1, 1), (200, 120, 40)), "PNG"), "too small"),
     "2x2000": Case("strip.png", lambda: _encode(Image.new("RGB", (2, 2000), (200, 120, 40)), "PNG"), "too narrow"),
     "png_16bit": Case("deep.png", _png_16bit),
     "tiff_16bit": Case("deep.tif", _tiff_16bit),
@@ -201,7 +202,7 @@ def _submit(client, content, style, **kw):
 
 def _server_still_answers(client, style_path):
     final = _submit(client, handle_file(str(style_path)), handle_file(str(style_path)), size=32).result(timeout=120)
-    assert final[3].startswith("step 1/1")
+    assert final[3].startswith("Done: 1 step in ")
 
 
 # --- Bad images through gradio_client ---------------------------------------------------------------------------
@@ -217,7 +218,7 @@ def test_image_through_client(client, files, kind):
     else:
         job = _submit(client, content, handle_file(str(files["style"])))
         updates = list(job)
-        assert updates[-1][3].startswith("step 1/1"), updates[-1][3]
+        assert updates[-1][3].startswith("Done: 1 step in "), updates[-1][3]
         first = _fetch(updates[0][0])  # step 0 is the starting image: the content as the app read it
         expected = _reference(files[kind])
         assert first.size == expected.size
@@ -238,7 +239,6 @@ def test_correct_results_are_right(files):
     assert _reference(files["animated_gif"]).getpixel((5, 5))[0] > 200  # the first (red) frame
     assert _reference(files["animated_webp"]).getpixel((5, 5))[0] > 200
     assert _reference(files["palette_transparency"]).getpixel((1, 1)) == (255, 255, 255)
-    assert _reference(files["1x1"]).size == (SIZE, SIZE)
     ramp = np.asarray(_reference(files["png_16bit"]))[:, :, 0]
     assert ramp[:, 0].mean() < 10 and ramp[:, -1].mean() > 245  # scaled from 16 bits, not clipped
     assert np.asarray(_reference(files["cmyk_jpeg"])).std() > 20
@@ -498,7 +498,7 @@ def test_nan_stops_with_a_message_and_the_last_good_frame(client, files, nan_aft
     job = _submit(client, style, style, size=32, steps=20)
     updates = list(job)
     final = updates[-1]
-    assert "diverged at step 3" in final[3] and final[3].startswith("step 2/20")
+    assert "diverged at step 3" in final[3] and final[3].startswith("Stopped at step 2 of 20")
     assert final[0]["path"] == updates[-2][0]["path"]  # the same image as the last good preview
     assert len(updates) == 4  # steps 0, 1, 2, then the last good one again with the message
 
@@ -516,7 +516,7 @@ def test_nan_through_space_stream_warns(files, model, nan_after):
     request = _check_request(files["style"], 32, 10, 1)
     with pytest.warns(UserWarning, match="diverged"):  # gr.Warning outside a request is a warning
         items = list(space.stream.stream(request, model))
-    assert [item[3].split(" ", 2)[1] for item in items] == ["0/10", "1/10", "1/10"]
+    assert [re.search(r"step (\d+) of 10", item[3], re.IGNORECASE)[1] for item in items] == ["0", "1", "1"]
     assert items[-1][0] is items[-2][0]
 
 
@@ -529,14 +529,18 @@ def test_time_budget_stops_early_with_the_best_image(files, model, monkeypatch):
     items = list(space.stream.stream(request, model, time_budget_s=3.5))
     assert len(items) == 2
     status = items[-1][3]
-    assert status.startswith("step 5/40") and "Stopped early at step 5" in status and "GPU time limit" in status
+    assert (
+        status.startswith("Stopped at step 5 of 40")
+        and "Stopped early at step 5" in status
+        and "GPU time limit" in status
+    )
     assert items[-1][1] == (request.content, items[-1][0])
 
 
 def test_time_budget_never_cuts_a_run_that_fits(files, model):
     request = _check_request(files["style"], 32, 4, 2)
     items = list(space.stream.stream(request, model, time_budget_s=3600))
-    assert items[-1][3].startswith("step 4/4") and "Stopped early" not in items[-1][3]
+    assert items[-1][3].startswith("Done: 4 steps") and "Stopped early" not in items[-1][3]
 
 
 def test_stop_keeps_the_latest_image_as_the_result(files, model):
@@ -553,7 +557,7 @@ def test_stop_keeps_the_latest_image_as_the_result(files, model):
     latest = list(space.stop.remember((pickle.loads(p) for p in payloads), request))[-1]
     image, compare, status, download, state = space.stop.finish(latest[5])
     assert image == latest[0] and compare == (request.content, image) and state is None
-    assert status.startswith("step 5/40") and "ETA" not in status
+    assert status.startswith("Stopped at step 5 of 40") and " left" not in status
     assert status.endswith("Stopped at step 5 of 40: the latest image is the result.")
     assert read_settings(download)["steps_done"] == 5
     with Image.open(download) as saved:
@@ -576,7 +580,7 @@ def test_after_stop_the_run_sends_nothing_newer(files, model):
     request = _check_request(files["style"], 32, 40, 5)
     updates = space.stop.remember(space.stream.stream(request, model), request)
     running = [next(updates), next(updates)][-1][5]
-    assert space.stop.finish(running)[2].startswith("step 5/40")
+    assert space.stop.finish(running)[2].startswith("Stopped at step 5 of 40")
     assert next(updates, None) is None  # the run ends instead of sending step 10
     assert space.stop.finish(running) == (*[SKIP] * 4, None)
 
@@ -596,23 +600,26 @@ def test_stop_after_a_failed_run_changes_nothing(files, model):
     assert space.stop.finish(running) == (*[SKIP] * 4, None)
 
 
-def test_status_terms_add_up_to_j_and_the_eta_counts_pixels():
-    """The status shows the weighted terms the plot draws (the raw ones did not add up to J); with coarse-to-fine
-    scales it names the scale, and the ETA weighs a step by its pixels (a 1024 px run said 17 s where 70 s were
-    left: its full-size steps cost 4x the first scale's)."""
+def test_status_says_where_the_run_is_in_words_and_shows_the_frames_terms():
+    """The status says in words where the run is and how long is left, and when it is done; then J and the
+    frame's weighted terms, as the engine weighted them (they add up to J). With coarse-to-fine scales it names
+    the scale, and the time left weighs a step by its pixels (a 1024 px run said 17 s where 70 s were left: its
+    full-size steps cost 4x the first scale's)."""
     cfg = StyleConfig(size=1024, steps=24, content_weight=1e4)  # 512 px for 12 steps, then 1024 px for 12
     assert cfg.scale_sizes() == [(512, 12), (1024, 12)]
-    losses = {"content": 2.0, "style": 3e4, "tv": 0.01, "total": 2e4 + 3e4 + 5e7}
-    frame = Frame(12, 24, Image.new("RGB", (1024, 683)), losses, elapsed=10.0, scale=1, num_scales=2)
-    status = space.stream._status(frame, "CPU", cfg)
-    assert status == (
-        "step 12/24 · scale 2/2 (1024 px) · 10.0 s · ETA 40 s · "
-        "J = 5.005e+07 (α·content 2e+04, β·style 3e+04, smoothness (TV) 5e+07) · CPU"
+    terms = (
+        TermValue("content", "α·content", 1e4, 2.0),
+        TermValue("style", "β·style", 1.0, 3e4),
+        TermValue("tv", "smoothness (TV)", 5e9, 0.01),
     )
-    # With average pooling the smoothing counts 1/35 (config.AVG_POOLING_TV_SCALE): the status weighs it so too.
-    avg = cfg.replace(pooling="avg")
-    frame.losses["total"] = 2e4 + 3e4 + 5e7 / 35
-    assert "smoothness (TV) 1.429e+06) · CPU" in space.stream._status(frame, "CPU", avg)
+    losses = {**{t.name: t.value for t in terms}, "total": 2e4 + 3e4 + 5e7}
+    frame = Frame(12, 24, Image.new("RGB", (1024, 683)), losses, 10.0, 1, 2, terms)
+    assert space.stream._status(frame, "CPU", cfg) == (
+        "Step 12 of 24 (scale 2 of 2, 1024 px) — about 40 s left\n"
+        "Cost J = 5.005e+07 (α·content 2e+04, β·style 3e+04, smoothness (TV) 5e+07)"
+    )
+    done = Frame(24, 24, frame.image, losses, 41.2, 1, 2, terms)
+    assert space.stream._status(done, "CPU", cfg, running=False).startswith("Done: 24 steps in 41 s on CPU\n")
 
 
 def test_previews_are_capped_per_run(files):

@@ -212,7 +212,7 @@ def test_no_user_data_in_the_logs(client, tmp_path, capfd, caplog):
     final = client.submit(
         content=handle_file(str(good)), style=handle_file(str(good)), size=32, steps=1, api_name="/stylize"
     ).result(timeout=120)
-    assert final[3].startswith("step 1/1")
+    assert final[3].startswith("Done: 1 step in ")
     with pytest.raises(AppError, match="content image: not an image"):
         client.submit(
             content=handle_file(str(bad)), style=handle_file(str(good)), size=32, steps=1, api_name="/stylize"
