@@ -19,7 +19,7 @@ from space.costplot import CostPlot
 from space.errors import answered
 from space.request import Request, check_request, mask_editor_value
 from space.stop import finish, remember
-from space.stream import stream
+from space.stream import COST_LINE, stream
 from space.zerogpu import ON_ZEROGPU, gpu_duration
 from style_transfer.accel import bf16_supported
 from style_transfer.engine import preload
@@ -126,7 +126,11 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
                 interactive=False,
                 buttons=["download", "fullscreen"],
             )
-            status = gr.Textbox(label="Progress", elem_id="status", lines=2, interactive=False)
+            # The endpoint's status (hidden): the page shows its words as Progress and its cost line apart.
+            status = gr.Textbox(visible=False, elem_id="status-api")
+            progress = gr.Textbox(label="Progress", elem_id="status", lines=1, max_lines=4, interactive=False)
+            with gr.Accordion("Cost details", open=False):
+                cost_detail = gr.Textbox(show_label=False, elem_id="cost-detail", lines=1, interactive=False)
             with gr.Row():
                 run_btn = gr.Button("Generate", variant="primary", elem_id="run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -220,6 +224,16 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         queue=False,
     )
     content_in.change(mask_editor_value, content_in, mask, api_visibility="private", queue=False)
+    # In the browser alone (no request): the status's cost line goes to "Cost details", the rest to Progress.
+    status.change(
+        None,
+        status,
+        [progress, cost_detail],
+        js=f"""(s) => {{ const lines = (s || "").split("\\n"), cost = (l) => l.startsWith({COST_LINE!r});
+        return [lines.filter((l) => !cost(l)).join("\\n"), lines.filter(cost).join("\\n")]; }}""",
+        api_visibility="private",
+        queue=False,
+    )
 
 # Explicit queue: ZeroGPU would otherwise shrink it to max_size=1 (see README, "Limits and errors").
 demo.queue(max_size=limits.queue_limits(ON_ZEROGPU).max_size)

@@ -53,17 +53,15 @@ class Request:
         return next(iter(self.prepared.inputs.background_styles), None)
 
 
-def build_config(values: Mapping[str, object], base: StyleConfig | None = None) -> StyleConfig:
-    """The engine config for the endpoint's values, by name (a missing or ``None`` field keeps its default).
-
-    The blend weights of the styles that are given become ``style_blend_weights``.
-    """
+def engine_settings(values: Mapping[str, object]) -> dict[str, object]:
+    """The engine settings in the endpoint's values, by name (a missing or ``None`` field keeps its default); the
+    blend weights of the styles that are given become ``style_blend_weights``. ``engine.prepare`` checks them."""
     changes = {name: values[name] for name in CONFIG_FIELDS if values.get(name) is not None}
     extra = [name for name in EXTRA_STYLES if values.get(name) is not None]
     if extra:
         names = [f"{name}_blend" for name in ("style_1", *extra)]
         changes["style_blend_weights"] = tuple(1.0 if values.get(name) is None else values[name] for name in names)
-    return (base or StyleConfig()).replace(**changes)
+    return changes
 
 
 def check_request(values: Mapping[str, object]) -> Request:
@@ -78,15 +76,18 @@ def check_request(values: Mapping[str, object]) -> Request:
     if values.get("style") is None:
         raise user_error("Please add a style image (the painting whose style to copy).", "Missing style image")
     try:
-        cfg = build_config(values)
         output_format = str(values.get("output_format") or OUTPUT_FORMATS[0])
         if output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"output_format: {output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
-        if cfg.steps > MAX_PREVIEWS * cfg.preview_every:  # every preview is a PNG in the cache: bound them
-            cfg = cfg.replace(preview_every=math.ceil(cfg.steps / MAX_PREVIEWS))
         styles = [values["style"], *(values[name] for name in EXTRA_STYLES if values.get(name) is not None)]
         mask = mask_from_editor(values.get("mask"))
-        prepared = prepare(values["content"], styles, cfg, mask=mask, background_style=values.get("background_style"))
+        background = values.get("background_style")
+        prepared = prepare(values["content"], styles, mask=mask, background_style=background, **engine_settings(values))
+        cfg = prepared.config
+        if cfg.steps > MAX_PREVIEWS * cfg.preview_every:  # every preview is a PNG in the cache: bound them
+            cfg = prepared.config = cfg.replace(preview_every=math.ceil(cfg.steps / MAX_PREVIEWS))
+        # The GPU worker gets the request pickled: images no larger than the run uses, not a 50 MP upload.
+        prepared = prepared.fitted()
     except (ConfigError, ImageError, ValueError) as exc:
         log.info("request refused: %s", type(exc).__name__)
         raise user_error(str(exc), "Invalid input") from None

@@ -117,6 +117,10 @@ def final_values(
     return (content, frame.image), status, save_result(frame, cfg, output_format)
 
 
+# The status's cost line starts so: the page shows it apart, under "Cost details" (app.py).
+COST_LINE = "Cost J = "
+
+
 def _status(frame: Frame, device: str, cfg: StyleConfig, note: str = "", running: bool = True) -> str:
     """Where the run is, in plain words (with the time left while ``running``; done or stopped at the end), then
     the cost J and its weighted terms as the plot draws them, then ``note`` on lines of their own."""
@@ -135,7 +139,7 @@ def _status(frame: Frame, device: str, cfg: StyleConfig, note: str = "", running
         eta = _remaining_s(frame, cfg) if done < total else 0.0
         where = f"Step {done} of {total}{scale} — about {_seconds(eta)} left"
     detail = ", ".join(f"{term.label} {term.weighted:.4g}" for term in frame.terms)
-    text = f"{where}\nCost J = {frame.total:.4g} ({detail})"
+    text = f"{where}\n{COST_LINE}{frame.total:.4g} ({detail})"
     return f"{text}\n{note}" if note else text
 
 

@@ -97,8 +97,8 @@ class StyleConfig:
     )
     style_strength: float = _field(
         STRENGTH_DEFAULT,
-        "How strongly the style is painted, 0-10: 5 keeps style_weight and tv_weight; every 2.5 multiplies both by "
-        "10 (0 = x0.01, 10 = x100).",
+        "How strongly the style is painted: 5 keeps style_weight and tv_weight; every 2.5 more or less multiplies "
+        "or divides both by 10 (0 = x0.01, 10 = x100).",
         min=STRENGTH_MIN,
         max=STRENGTH_MAX,
     )

@@ -8,6 +8,7 @@ no further step runs. Between previews the loop never copies to the host: costs 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -100,6 +101,11 @@ def load_inputs(
     return loaded
 
 
+def _shrunk(img: Image.Image, side: int) -> Image.Image:
+    """``img`` with its longest side at most ``side`` (never enlarged)."""
+    return resize_longest(img, side) if max(img.size) > side else img
+
+
 def _load_picture(source: ImageSource, name: str) -> Image.Image:
     img = load_image(source, name=name)
     check_input_side(img, name)
@@ -114,6 +120,26 @@ class Prepared:
     config: StyleConfig
     inputs: Inputs
     notes: tuple[str, ...] = ()
+
+    def fitted(self) -> Prepared:
+        """The same run with every image no larger than the run uses it (a small copy to send to another process):
+        the photo at most at the output size, each style at most at its largest working side. The last scale sees
+        the same pixels as with the full images (with a ``style_scale`` below 1, a style is resampled once more);
+        earlier scales of a coarse-to-fine run are resized from the fitted photo."""
+        size, cfg = self.config.size, self.config
+
+        def style(img: Image.Image) -> Image.Image:
+            own = max(img.size)
+            base = min(size, own)  # style_side's base at every scale is min(scale size, own): kept by this side
+            return _shrunk(img, min(own, max(base, style_side(size, cfg, own))))
+
+        inputs = Inputs(
+            _shrunk(self.inputs.content, size),
+            [style(s) for s in self.inputs.styles],
+            self.inputs.mask,
+            [style(s) for s in self.inputs.background_styles],
+        )
+        return dataclasses.replace(self, inputs=inputs)
 
 
 def prepare(

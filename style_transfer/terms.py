@@ -8,20 +8,30 @@ of its weight (``config.py``), and one line in :data:`TERMS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from . import losses
 from .config import StyleConfig
 
-if TYPE_CHECKING:
-    from .engine import Objective
 
-# A term's cost: the objective (its targets, computed once), the image and the network's activations -> a value.
-Cost = Callable[["Objective", torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
+class Targets(Protocol):
+    """What a term's cost may read from the objective at one scale: its config and the targets, computed once."""
+
+    cfg: StyleConfig
+    content_target: torch.Tensor
+    style_layers: tuple[str, ...]
+    layer_weights: tuple[float, ...]
+    style_targets: Sequence[torch.Tensor]
+    background_targets: Sequence[torch.Tensor] | None
+    masks: Sequence[torch.Tensor] | None
+
+
+# A term's cost: the targets, the image and the network's activations (by layer name) -> its unweighted value.
+Cost = Callable[[Targets, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -50,11 +60,11 @@ class TermValue:
         return self.weight * self.value
 
 
-def _content(objective: Objective, image: torch.Tensor, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def _content(objective: Targets, image: torch.Tensor, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return losses.content_cost(objective.content_target, acts[objective.cfg.content_layer])
 
 
-def _style(objective: Objective, image: torch.Tensor, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def _style(objective: Targets, image: torch.Tensor, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The style cost over the style layers; with a mask, on the masked region, plus the background styles on the
     rest when there are any."""
     style_acts = [acts[n] for n in objective.style_layers]

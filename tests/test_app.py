@@ -8,8 +8,8 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from space import params
-from space.request import build_config, mask_from_editor
-from style_transfer.config import MAX_STEPS, MIN_SIZE, STRENGTH_DEFAULT, strength_multiplier
+from space.request import engine_settings, mask_from_editor
+from style_transfer.config import MAX_STEPS, MIN_SIZE, STRENGTH_DEFAULT, StyleConfig, strength_multiplier
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "cat.jpg"
@@ -131,7 +131,7 @@ def test_strength_maps_to_style_weight():
     assert strength_multiplier(STRENGTH_DEFAULT) == 1.0
     assert strength_multiplier(0) == pytest.approx(0.01) and strength_multiplier(10) == pytest.approx(100)
     values = (64, 10, 7.5, 0.02, 5, 0, 1e4, 2.0, 0.0, "content")
-    cfg = build_config(dict(zip(params.NAMES[2:12], values, strict=True)))
+    cfg = StyleConfig().replace(**engine_settings(dict(zip(params.NAMES[2:12], values, strict=True))))
     assert cfg.style_strength == 7.5 and cfg.style_weight == 2.0 and cfg.content_weight == 1e4
     assert cfg.effective_style_weight == pytest.approx(20.0)
 

@@ -75,6 +75,10 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     assert _status(page).startswith("Done: 40 steps"), _status(page)
     assert len(sources) >= 3, f"the result changed only {len(sources) - 1} times: {sources}"
     page.screenshot(path=str(tmp_path / "after_generate.png"), full_page=True)
+    # The status says where the run is in words; the cost J and its terms are under "Cost details".
+    assert "Cost J" not in _status(page)
+    page.get_by_text("Cost details").click()
+    expect(page.locator("#cost-detail textarea")).to_have_value(re.compile(r"^Cost J = \S+ \(α·content "))
     # The cost plot's legend (which line is which term) is inside the plot's box, not cut off below it.
     plot = page.locator("#losses").bounding_box()
     for term in ("total J", "α·content", "β·style", "smoothness (TV)"):

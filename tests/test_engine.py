@@ -162,3 +162,15 @@ def test_a_tiny_picture_is_refused_and_a_small_photo_is_enlarged_with_a_note(tmp
     assert engine.prepare(small, style_path, size=round(40 * UPSCALE_NOTE_FACTOR) - 1).notes == ()
     (note,) = engine.prepare(small, style_path, size=256).notes
     assert "(40x30 px) was enlarged 6.4x to the 256 px output" in note
+
+
+@pytest.mark.parametrize("style_scale", [1.0, 1.5])
+def test_a_fitted_run_sends_small_images_and_paints_the_same_picture(content_path, style_path, model, style_scale):
+    """A run handed to another process (the Space's GPU worker) carries images no larger than it uses, and paints
+    the same picture as with the full images."""
+    prepared = engine.prepare(content_path, style_path, size=32, steps=2, style_scale=style_scale)
+    fitted = prepared.fitted()
+    assert max(fitted.inputs.content.size) == 32 < max(prepared.inputs.content.size)
+    assert max(fitted.inputs.styles[0].size) == round(32 * style_scale) < max(prepared.inputs.styles[0].size)
+    full, small = (list(stylize(p, model=model))[-1] for p in (prepared, fitted))
+    assert small.image.tobytes() == full.image.tobytes() and small.losses == full.losses

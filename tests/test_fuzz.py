@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from space import params
-from space.request import build_config
+from space.request import engine_settings
 from style_transfer.config import ConfigError, StyleConfig, field_specs
 from style_transfer.images import ImageError, load_image, resize_longest
 
@@ -214,9 +214,9 @@ def _check_ranges(cfg: StyleConfig) -> None:
 
 @FUZZ
 @given(st.tuples(*[_anything for _ in SETTINGS]))
-def test_space_build_config(values):
+def test_space_settings(values):
     try:
-        cfg = build_config(dict(zip(SETTINGS, values, strict=True)))
+        cfg = StyleConfig().replace(**engine_settings(dict(zip(SETTINGS, values, strict=True))))
     except ConfigError:
         return
     _check_ranges(cfg)  # the style strength is a config field too: in its range like every other

@@ -69,6 +69,9 @@ def test_table_defaults_and_ranges_come_from_style_config():
                 assert (component.minimum, component.maximum) == (f.metadata["min"], f.metadata["max"]), param.name
             if isinstance(component, gr.Radio):
                 assert [c[1] for c in component.choices] == list(f.metadata["choices"]), param.name
+            # One help text per setting: the control's help and the API's description are the config's.
+            assert component.info == f.metadata["help"], param.name
+            assert param.doc.startswith(f.metadata["help"]), param.name
 
 
 def test_served_endpoint_matches_the_table(client):

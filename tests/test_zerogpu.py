@@ -13,6 +13,7 @@ from PIL import Image
 from space import limits, zerogpu
 from space.request import Request
 from style_transfer.config import MAX_SIZE, MAX_STEPS, MIN_SIZE, StyleConfig
+from style_transfer.engine import Inputs, Prepared
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = sorted((ROOT / "bench" / "results-gpu").rglob("*.csv"))
@@ -56,7 +57,8 @@ def test_model_covers_each_measured_run_without_overasking(row):
 
 def _request(size: int, steps: int, styles: int = 1, **settings) -> Request:
     img = Image.new("RGB", (size, size))
-    return Request(img, img, StyleConfig(size=size, steps=steps, **settings), [img] * styles)
+    prepared = Prepared(StyleConfig(size=size, steps=steps, **settings), Inputs(img, [img] * styles))
+    return Request(prepared, img)
 
 
 def test_duration_at_the_slider_extremes():
