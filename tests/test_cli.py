@@ -237,3 +237,14 @@ def test_ctrl_c_while_torch_loads_exits_130_quietly(capsys, content_path, style_
     monkeypatch.setattr(builtins, "__import__", interrupted)
     code, err = _run(capsys, content_path, style_path, "-o", tmp_path / "o.png", "--size", "32")
     assert (code, err) == (cli.EXIT_INTERRUPTED, "error: interrupted")
+
+
+def test_style_strength_is_a_flag_and_an_enlarged_photo_is_noted(capsys, style_path, tmp_path):
+    """The style strength, once the Space's alone, is a setting of every face (embedded in the result); a photo
+    much smaller than the output is enlarged with a note."""
+    small, out = tmp_path / "small.png", tmp_path / "out.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(small)
+    argv = [str(small), str(style_path), "-o", str(out), "--size", "96", "--steps", "1", "--style-strength", "7.5"]
+    assert cli.main([*argv, "-q"]) == 0
+    assert "note: The content image (40x30 px) was enlarged 2.4x to the 96 px output" in capsys.readouterr().err
+    assert read_settings(out)["style_strength"] == 7.5
