@@ -1,7 +1,20 @@
-"""Shared fixtures: tiny synthetic images (no downloads) and the bundled VGG-19 loaded once."""
+"""Shared fixtures: tiny synthetic images (no downloads) and the bundled VGG-19 loaded once; every test file's layer.
+
+Layers (pytest markers, registered in pyproject.toml) let one run part of the suite:
+
+- ``engine``: the package ``style_transfer`` in-process (and its CLI), no Gradio;
+- ``space``: the Space's modules and ``app.py``, at most one in-process server reached through ``gradio_client``;
+- ``system``: real processes and browsers: ``python app.py`` under load, Chromium, the benchmark harness run end to
+  end, many requests in a row.
+
+``slow`` marks single tests within a faster layer that take many seconds. The fast layer is
+``python -m pytest -m "not system and not slow"`` (README). A test file missing from ``LAYERS`` stops the run
+with a message naming it: a new file decides its layer once, here, instead of landing silently in one.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +23,52 @@ import torch
 from PIL import Image
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+# Test file name pattern -> layer (the first pattern that matches wins).
+LAYERS: dict[str, str] = {
+    "test_accel.py": "engine",
+    "test_cli.py": "engine",
+    "test_config.py": "engine",
+    "test_engine.py": "engine",
+    "test_features.py": "engine",
+    "test_first_request.py": "engine",
+    "test_graphs.py": "engine",
+    "test_images.py": "engine",
+    "test_losses.py": "engine",
+    "test_memory.py": "engine",
+    "test_model.py": "engine",
+    "test_package.py": "engine",
+    "test_threads.py": "engine",
+    "test_app.py": "space",
+    "test_fuzz.py": "space",
+    "test_layout.py": "space",
+    "test_mcp.py": "space",
+    "test_security.py": "space",
+    "test_zerogpu*.py": "space",
+    "test_bench.py": "system",
+    "test_browser.py": "system",
+    "test_gpu_check.py": "system",
+    "test_load.py": "system",
+    "test_robustness.py": "system",
+    "test_soak.py": "system",
+}
+
+
+def layer_of(file_name: str) -> str | None:
+    """The layer of a test file (by its name), or None when ``LAYERS`` has no pattern for it."""
+    return next((layer for pattern, layer in LAYERS.items() if fnmatch.fnmatch(file_name, pattern)), None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its file's layer; refuse a file that has none, so that no test escapes every layer."""
+    missing = sorted({item.path.name for item in items if layer_of(item.path.name) is None})
+    if missing:
+        raise pytest.UsageError(
+            f"tests/conftest.py LAYERS has no layer for {', '.join(missing)}: add each file there "
+            "(engine, space or system)."
+        )
+    for item in items:
+        item.add_marker(layer_of(item.path.name))
 
 
 def make_content(width: int = 64, height: int = 48) -> Image.Image:
