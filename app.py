@@ -44,7 +44,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 MODELS = {pooling: load_model("caffe", DEVICE, pooling) for pooling in ("max", "avg")}
 preload()  # the first request would otherwise pay ~1 s of lazy imports (torch.optim's first use)
 # On a CPU start at 256 px, with the steps that finish in under a minute on 2 cores (README, "Defaults"): 150 with
-# native bf16 (42.6 s measured), 100 in fp32, which is ~1.7x slower per step (150 steps took 70.5 s).
+# native bf16, 100 in fp32, which is ~1.7x slower per step.
 CPU_STEPS = 150 if bf16_supported(torch.device("cpu")) else 100
 endpoint = params.Endpoint({} if DEVICE == "cuda" else {"size": 256, "steps": CPU_STEPS, "preview_every": 10})
 # Complete examples are cached on first use where a run takes seconds (a GPU); on a CPU a first click would sit for
