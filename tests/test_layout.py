@@ -58,6 +58,23 @@ def test_engine_and_cli_import_without_gradio():
 
 
 # --- One table ------------------------------------------------------------------------------------------------------
+def test_every_output_format_has_one_suffix_read_back_as_that_format(tmp_path, monkeypatch):
+    """The Space's download and the CLI's ``-o`` use the one suffix map (style_transfer/output.py): every format the
+    config offers is written with a suffix that names that format again."""
+    from PIL import Image
+
+    from space import files
+    from style_transfer.config import OUTPUT_FORMATS
+    from style_transfer.engine import Frame
+    from style_transfer.output import format_for, suffix_for
+
+    monkeypatch.setattr(files, "RESULTS_DIR", tmp_path)
+    frame = Frame(step=1, total_steps=1, image=Image.new("RGB", (8, 8)))
+    for fmt in OUTPUT_FORMATS:
+        assert format_for("x" + suffix_for(fmt)) == fmt
+        assert Path(files.save_result(frame, StyleConfig(), fmt)).suffix == suffix_for(fmt)
+
+
 def test_table_defaults_and_ranges_come_from_style_config():
     for param in params.PARAMS:
         if param.name in CONFIG_FIELDS:
