@@ -134,7 +134,7 @@ def app_url():
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        max_file_size=app.limits.MAX_UPLOAD,
+        **app.LAUNCH,
     )
     yield f"http://127.0.0.1:{port}/"
     app.demo.close()
