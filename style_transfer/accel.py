@@ -93,7 +93,7 @@ class FastPath:
     way: a kernel a GPU or a cuDNN build lacks costs one warning, not a request. Inside a CUDA graph capture the
     failure also propagates (the capture then falls back to eager steps, which take the plain way). Running out of
     memory, or a broken CUDA context, is not the path's fault: it propagates and turns nothing off. The GPU check
-    (``bench.kernels``) switches ``on`` to compare both ways in one process.
+    (``python -m bench.gpu --fused-conv off``) switches ``on`` to time both ways.
     """
 
     def __init__(self, name: str, on: bool = True) -> None:
