@@ -315,6 +315,10 @@ def test_first_screen_shows_every_example_and_a_readable_result(app_url):
                 box.press("Enter")
             page.locator("#run").click()
             expect(page.locator("#status textarea")).to_have_value(re.compile(r"2/2"), timeout=60_000)
+            page.wait_for_function(  # the final image may still be on its way when the status says done
+                "() => { const i = document.querySelector('#result img'); return i && i.complete && i.naturalWidth; }",
+                timeout=30_000,
+            )
             shown = page.evaluate(
                 """() => { const img = document.querySelector('#result img'), r = img.getBoundingClientRect();
                   const k = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
