@@ -44,7 +44,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 MODELS = {pooling: load_model("caffe", DEVICE, pooling) for pooling in ("max", "avg")}
 preload()  # the first request would otherwise pay ~1 s of lazy imports (torch.optim's first use)
 # On a CPU start at 256 px, with the steps that finish in under a minute on 2 cores (README, "Defaults"): 150 with
-# native bf16 (42.6 s measured), 100 in fp32, which is ~1.7x slower per step (150 steps took 70.5 s).
+# native bf16, 100 in fp32, which is ~1.7x slower per step.
 CPU_STEPS = 150 if bf16_supported(torch.device("cpu")) else 100
 endpoint = params.Endpoint({} if DEVICE == "cuda" else {"size": 256, "steps": CPU_STEPS, "preview_every": 10})
 # Complete examples are cached on first use where a run takes seconds (a GPU); on a CPU a first click would sit for
@@ -83,15 +83,38 @@ stylize = endpoint.function(run)
 
 
 def _gallery(paths: list[Path], label: str, columns: int, elem_id: str) -> gr.Gallery:
-    """A gallery of example images; selecting one fills an input (see _pick)."""
+    """A gallery of example images, all in view (its height follows its rows); selecting one fills an input."""
     return gr.Gallery(
-        value=[(str(p), p.stem) for p in paths],
+        value=[(str(p), p.stem.replace("_", " ")) for p in paths],  # spaces let a long caption wrap (CSS)
         label=label,
         columns=columns,
-        height=150,
+        height="auto",
+        object_fit="cover",
         allow_preview=False,
         elem_id=elem_id,
+        elem_classes="examples",
     )
+
+
+# What Gradio 6.31's own options cannot set (passed to launch(); tests/test_layout.py checks the first screen):
+# - a gallery's height="auto" still means at least 450 px and at most 55% of the window, scrolling inside: the box
+#   takes its rows' height instead, below its label (which otherwise covers the first row's top);
+# - its grid gives every cell at least 100 px, so a third of a laptop screen holds 3 columns and the rest overflows
+#   sideways: cells shrink to fit the columns asked for;
+# - a caption is one line cut at 80% of its cell: it spans the cell's foot and wraps between words, so the whole
+#   name shows;
+# - an image is shown at most at its own size, so a 256 px result sat small in a large box: the result fills it.
+CSS = """
+.examples .grid-wrap { min-height: 0 !important; max-height: none !important; overflow: visible !important;
+  padding-top: 28px !important; }
+.examples .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important;
+  grid-template-rows: none !important; grid-auto-rows: auto !important; }
+.examples .caption-label { left: 0 !important; right: 0 !important; bottom: 0 !important; max-width: none !important;
+  white-space: normal !important; text-align: center !important; font-size: 11px !important; line-height: 1.2;
+  padding: 1px 2px !important; border-radius: 0 !important; border: none !important; opacity: 0.85 !important; }
+#result img { object-fit: contain !important; }
+"""
+LAUNCH = {"max_file_size": limits.MAX_UPLOAD, "css": CSS}  # what every launch of the Space needs
 
 
 def _pick(paths: list[Path]):
@@ -241,4 +264,4 @@ demo.queue(max_size=limits.queue_limits(ON_ZEROGPU).max_size)
 if __name__ == "__main__":
     if MCP_WANTED and not MCP:
         print("MCP server off: the optional mcp package is not installed (pip install 'gradio[mcp]==6.31.0').")
-    demo.launch(max_file_size=limits.MAX_UPLOAD, footer_links=["api", "gradio", "settings"], mcp_server=MCP)
+    demo.launch(**LAUNCH, footer_links=["api", "gradio", "settings"], mcp_server=MCP)

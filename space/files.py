@@ -10,12 +10,11 @@ from pathlib import Path
 
 from style_transfer.config import StyleConfig
 from style_transfer.engine import Frame
-from style_transfer.output import save_image
+from style_transfer.output import save_image, suffix_for
 
 from .limits import DELETE_CACHE
 
 RESULTS_DIR = Path(tempfile.gettempdir()) / "style_transfer_results"
-SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 
 def save_result(frame: Frame, cfg: StyleConfig, output_format: str) -> str:
@@ -26,7 +25,7 @@ def save_result(frame: Frame, cfg: StyleConfig, output_format: str) -> str:
         with contextlib.suppress(OSError):
             if old.stat().st_mtime < cutoff:
                 old.unlink()
-    path = RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}{SUFFIXES[output_format]}"
+    path = RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}{suffix_for(output_format)}"
     settings = {**cfg.to_dict(), "steps_done": frame.step}
     save_image(frame.image, path, output_format, settings)
     return str(path)

@@ -1,10 +1,9 @@
 """The ZeroGPU duration model: how many GPU seconds to ask for a run (``@spaces.GPU(duration=...)``).
 
 Fitted to the H100 figures in ``bench/results-gpu/h100-issue11.csv`` and the H200 runs of ``python -m bench.gpu``
-beside it (README, "GPU timings and the ZeroGPU duration"); ``tests/test_zerogpu.py`` keeps the model at or above
-every row of every table there and within 3x of the eager ones. A GPU session adds its rows with
-``bash bench/gpu_session.sh`` (or ``python -m bench.gpu --out ...``) and, if that test then fails, refits the
-constants below.
+beside it (bench/README.md, "GPU timings and the ZeroGPU duration"); ``tests/test_zerogpu.py`` keeps the model at or
+above every row of every table there and within 3x of the eager ones. New GPU timings come from
+``python -m bench.gpu --out ...`` (its ``durations.csv``); if that test then fails, refit the constants below.
 """
 
 from __future__ import annotations

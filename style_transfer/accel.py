@@ -1,7 +1,7 @@
 """Speed settings per device: bf16 autocast, memory layout, backend flags, fused optimiser.
 
-Measured reasons (README, Performance; ../shared/docs/performance.md):
-* bf16 autocast of the VGG forward/backward is ~1.9x faster per step on this AVX-512-BF16 CPU and uses the tensor
+Why (the measurements behind each choice are in bench/README.md):
+* bf16 autocast of the VGG forward/backward is ~1.9x faster per step on a CPU with native bf16 and uses the tensor
   cores on a GPU; the Gram matrices and costs stay fp32 (an fp16 Gram overflows, bf16 loses the small residuals).
 * On CUDA: no cuDNN autotuning (memory spikes), TF32 for convs/matmuls outside autocast, channels_last,
   fused Adam (no host syncs). TF32 also runs the fp32 Gram matmuls: in a bf16 run their inputs are bf16 values,
@@ -68,8 +68,8 @@ def memory_format(device: torch.device) -> torch.memory_format:
 def configure_backends(device: torch.device) -> None:
     """Process-wide flags that only make things faster for this workload."""
     if device.type == "cuda":
-        # No autotuning: on an H100 it tried workspace-hungry algorithms (peaks of 33-65 GB instead of 0.6-2 GB)
-        # and re-tuned at every new shape (each scale), which made whole runs slower, not faster.
+        # No autotuning: it tries workspace-hungry algorithms (peaks of tens of GB for runs that need 0.6-2 GB)
+        # and re-tunes at every new shape (each scale), which made whole runs slower, not faster.
         torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -93,7 +93,7 @@ class FastPath:
     way: a kernel a GPU or a cuDNN build lacks costs one warning, not a request. Inside a CUDA graph capture the
     failure also propagates (the capture then falls back to eager steps, which take the plain way). Running out of
     memory, or a broken CUDA context, is not the path's fault: it propagates and turns nothing off. The GPU check
-    (``bench.kernels``) switches ``on`` to compare both ways in one process.
+    (``python -m bench.gpu --fused-conv off``) switches ``on`` to time both ways.
     """
 
     def __init__(self, name: str, on: bool = True) -> None:
@@ -116,10 +116,9 @@ class FastPath:
 
 
 # The conv, its bias and its ReLU as one cuDNN call (model.VGGFeatures); bias and ReLU were two more passes over
-# each conv's output, forward (the bias add alone was ~12% of a 2048 px step's GPU time on an H100). On since it was
-# timed (python -m bench.gpu, both ways in one call): graphed Adam, 2048 px with automatic scales 3.29 -> 2.76 s on
-# an H100 (3.05 -> 2.58 s on an H200), 512 px 0.54 -> 0.50 s, the same peak memory, a new shape's first use 0.02 s
-# (no runtime compilation); a picture as good as the unfused one (bench.fastpath_probe).
+# each conv's output, forward (the bias add alone was about an eighth of a 2048 px step's GPU time). On because it
+# is faster at every size with the same peak memory and picture, and a new shape's first use compiles nothing
+# (python -m bench.gpu --fused-conv off times both ways; figures in bench/README.md).
 fused_conv_relu = FastPath("fused conv + bias + ReLU (cuDNN)")
 # The Gram of bf16 activations as a bf16 matmul with an fp32 result, and its gradient in bf16 (losses._Gram): no
 # fp32 copy of the activations, forward or backward, and no cast of the gradient back. The same products and fp32

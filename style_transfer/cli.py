@@ -1,4 +1,4 @@
-"""Command line: ``python -m style_transfer CONTENT STYLE -o OUT.png [options]``.
+"""Command line: ``style-transfer CONTENT STYLE -o OUT.png [options]`` (installed), or ``python -m style_transfer``.
 
 Every option except the file names is generated from :class:`~style_transfer.config.StyleConfig`, so flags, their
 defaults, ranges and help always match the engine. Exit codes: 0 done, 1 unexpected error, 2 bad option value,
@@ -30,7 +30,8 @@ ALIASES = {"learning_rate": ["--lr"], "content_weight": ["--alpha"], "style_weig
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one option per config field."""
     parser = argparse.ArgumentParser(
-        prog="python -m style_transfer",
+        # Named as it was started: the installed ``style-transfer`` script, else ``python -m style_transfer``.
+        prog="style-transfer" if Path(sys.argv[0]).name == "style-transfer" else "python -m style_transfer",
         description="Paint a photo in the style of another image (Gatys et al. neural style transfer).",
     )
     parser.add_argument("content", help="content image (the photo)")

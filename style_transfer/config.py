@@ -165,7 +165,7 @@ class StyleConfig:
     cuda_graphs: str = _field(
         "on",
         "On a CUDA GPU, capture each Adam step (or L-BFGS evaluation) in a CUDA graph: one launch instead of "
-        "hundreds per step (3.9x faster at 512 px on an H200, the same result); falls back to eager steps when "
+        "hundreds per step (several times faster at 512 px, the same result); falls back to eager steps when "
         "capture fails. No effect on a CPU.",
         choices=("off", "on"),
         advanced=True,

@@ -591,8 +591,8 @@ def _make_optimizer(cfg: StyleConfig, image: torch.Tensor, capturable: bool = Fa
 
 def preload() -> None:
     """Import now what a run would otherwise import on first use, so that a server's first request is as fast as
-    its later ones: building the first optimiser imports ``torch._dynamo`` (on a 2-core EPYC the first frame of a
-    first 256 px request took 1.37 s instead of 0.54 s), and the first JPEG loads PIL's plugins. On ZeroGPU the
+    its later ones: building the first optimiser imports ``torch._dynamo`` (about a second, more than the first frame
+    of a 256 px request on a CPU), and the first JPEG loads PIL's plugins. On ZeroGPU the
     forked GPU worker inherits them.
     """
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])

@@ -1,6 +1,6 @@
-"""CUDA graphs of the optimiser's step: the ~530 kernel launches of one step become one replay.
+"""CUDA graphs of the optimiser's step: the hundreds of kernel launches of one step become one replay.
 
-At 512 px on an H100 the eager step is launch-bound (7–8 ms/step; a prototype graph of an Adam step ran 2.6 ms).
+At 512 px on a data-centre GPU the eager step is launch-bound (several ms per step, a few times a graph's replay).
 A graph needs fixed shapes and fixed buffers, which one scale of a run has: the image is optimised in place and the
 targets never change. Two kinds, one per optimiser:
 
@@ -33,8 +33,8 @@ import torch
 log = logging.getLogger(__name__)
 
 # Eager calls on a side stream before capture (cuDNN/cuBLAS pick their kernels, Adam makes its state). One is enough:
-# on an H200 the J after 50 graphed steps equalled eager's with 1 as with 3 (Adam and L-BFGS), and a 2048 px run's first
-# frame came 0.04 s sooner (two eager steps fewer per scale).
+# the J after 50 graphed steps is the same with 1 as with 3 (Adam and L-BFGS), and each eager call more per scale
+# only delays the first frame.
 WARMUP_CALLS = 1
 MAX_RELATIVE_ERROR = 1e-3  # first replay vs the eager cost of the same image: beyond this the graph is not used
 

@@ -18,6 +18,7 @@ from .config import OUTPUT_FORMATS
 
 METADATA_KEY = "style_transfer"
 _EXIF_IMAGE_DESCRIPTION = 0x010E
+# Each file suffix and its format (the one map of both); a format's first suffix is the one results are written with.
 _SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
@@ -27,6 +28,11 @@ def format_for(path: str | Path) -> str:
     if suffix not in _SUFFIXES:
         raise ValueError(f"output: unsupported file type {suffix!r}; use .png, .jpg or .webp")
     return _SUFFIXES[suffix]
+
+
+def suffix_for(fmt: str) -> str:
+    """The file suffix a result in ``fmt`` is written with (``jpeg`` -> ``.jpg``); StopIteration for no format."""
+    return next(suffix for suffix, known in _SUFFIXES.items() if known == fmt)
 
 
 def save_image(

@@ -1,7 +1,21 @@
-"""Shared fixtures: tiny synthetic images (no downloads) and the bundled VGG-19 loaded once."""
+"""Shared fixtures: tiny synthetic images (no downloads) and the bundled VGG-19 loaded once; every test file's layer.
+
+Layers (pytest markers, registered in pyproject.toml) let one run part of the suite:
+
+- ``engine``: the package ``style_transfer`` in-process (and its CLI), no Gradio;
+- ``space``: the Space's modules and ``app.py``, at most one in-process server reached through ``gradio_client``;
+- ``system``: real processes and browsers: ``python app.py`` under load, Chromium, the benchmark harness run end to
+  end, many requests in a row.
+
+``slow`` (the ``SLOW`` table) marks single tests within a faster layer that take many seconds; a test may also
+carry ``@pytest.mark.system`` itself (a browser check in a ``space`` file). The fast layer is
+``python -m pytest -m "not system and not slow"`` (README). A test file missing from ``LAYERS`` stops the run
+with a message naming it: a new file decides its layer once, here, instead of landing silently in one.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +24,71 @@ import torch
 from PIL import Image
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+# Test file name pattern -> layer (the first pattern that matches wins).
+LAYERS: dict[str, str] = {
+    "test_accel.py": "engine",
+    "test_cli.py": "engine",
+    "test_config.py": "engine",
+    "test_engine.py": "engine",
+    "test_features.py": "engine",
+    "test_first_request.py": "engine",
+    "test_graphs.py": "engine",
+    "test_images.py": "engine",
+    "test_losses.py": "engine",
+    "test_memory.py": "engine",
+    "test_model.py": "engine",
+    "test_package.py": "engine",
+    "test_threads.py": "engine",
+    "test_app.py": "space",
+    "test_fuzz.py": "space",
+    "test_layout.py": "space",
+    "test_security.py": "space",
+    "test_zerogpu*.py": "space",
+    "test_bench.py": "system",
+    "test_browser.py": "system",
+    "test_gpu_check.py": "system",
+    "test_load.py": "system",
+    "test_mcp.py": "system",
+    "test_robustness.py": "system",
+    "test_soak.py": "system",
+}
+
+
+# Single tests that take many seconds each (timed on 2 busy cores), left out of the fast layer: "file::test" (every
+# parameter of it) or a whole file, with the reason.
+SLOW: dict[str, str] = {
+    "test_memory.py": "profiles a dozen runs at two sizes (~4 min)",
+    "test_accel.py::test_bf16_fast_path_scores_within_2_percent_of_fp32": "two full runs and the judge (~30 s)",
+    "test_first_request.py": "fresh interpreters that import torch and gradio (~20 s)",
+    "test_layout.py::test_python_app_py_starts_cleanly": "starts python app.py (~15 s)",
+    "test_cli.py::test_cli_end_to_end_in_a_subprocess": "a fresh interpreter runs the CLI (~10 s)",
+    "test_package.py::test_the_wheel_holds_only_the_engine": "pip builds a wheel in isolation (~6 s)",
+}
+
+
+def layer_of(file_name: str) -> str | None:
+    """The layer of a test file (by its name), or None when ``LAYERS`` has no pattern for it."""
+    return next((layer for pattern, layer in LAYERS.items() if fnmatch.fnmatch(file_name, pattern)), None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its file's layer; refuse a file that has none, so that no test escapes every layer."""
+    missing = sorted({item.path.name for item in items if layer_of(item.path.name) is None})
+    if missing:
+        raise pytest.UsageError(
+            f"tests/conftest.py LAYERS has no layer for {', '.join(missing)}: add each file there "
+            "(engine, space or system)."
+        )
+    here = Path(__file__).parent
+    for key in SLOW:  # a renamed test would otherwise silently rejoin the fast layer
+        file, _, name = key.partition("::")
+        if not (here / file).is_file() or (name and f"def {name}(" not in (here / file).read_text()):
+            raise pytest.UsageError(f"tests/conftest.py SLOW names {key}, which does not exist")
+    for item in items:
+        item.add_marker(layer_of(item.path.name))
+        if item.path.name in SLOW or f"{item.path.name}::{item.originalname}" in SLOW:
+            item.add_marker("slow")
 
 
 def make_content(width: int = 64, height: int = 48) -> Image.Image:
@@ -75,7 +154,7 @@ def app_url():
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        max_file_size=app.limits.MAX_UPLOAD,
+        **app.LAUNCH,
     )
     yield f"http://127.0.0.1:{port}/"
     app.demo.close()

@@ -79,33 +79,3 @@ def test_cuda_graphs_never_apply_on_a_cpu(content_path, style_path, model):
         off = [f.losses["total"] for f in stylize(content_path, style_path, StyleConfig(cuda_graphs="off"), **kw)]
         on = [f.losses["total"] for f in stylize(content_path, style_path, StyleConfig(cuda_graphs="on"), **kw)]
         assert on == off
-
-
-def test_the_gpu_session_script_runs_its_steps_and_leaves_the_files(tmp_path):
-    """``bench/gpu_session.sh`` is what a session lent a GPU runs, once: it must not fail there for a typo."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "SMOKE": "1",
-        "QUALITY_S": "200",
-        "OUT": str(tmp_path),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    done = subprocess.run(
-        ["bash", "bench/gpu_session.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for step in ("kernels", "gpu", "gpu --fused-conv off", "quality"):
-        assert f"python -m bench.{step}: exit 0" in done.stdout, step
-    assert "torch" in (tmp_path / "versions.txt").read_text()
-    made_files = ("kernels/report.txt", "kernels/results.json", "results-gpu/durations.csv", "results-gpu/report.txt")
-    for made in (*made_files, "results-gpu-unfused/report.txt", "quality/report.md"):
-        assert (tmp_path / made).is_file(), made
-    unfused = (tmp_path / "results-gpu-unfused/report.txt").read_text()
-    assert "fused conv + bias + ReLU (cuDNN) off" in unfused
-    assert "fused conv + bias + ReLU (cuDNN) on" in (tmp_path / made_files[3]).read_text()  # the shipped default

@@ -1,5 +1,6 @@
 """The house rules: the engine loads no web framework; the endpoint is wired by name from one table and serves
-exactly that table; the Space starts without alarming output; an unexpected failure is answered clearly."""
+exactly that table; the Space starts without alarming output; an unexpected failure is answered clearly; the first
+screen shows every example whole, in Chromium."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import inspect
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +61,23 @@ def test_engine_and_cli_import_without_gradio():
 
 
 # --- One table ------------------------------------------------------------------------------------------------------
+def test_every_output_format_has_one_suffix_read_back_as_that_format(tmp_path, monkeypatch):
+    """The Space's download and the CLI's ``-o`` use the one suffix map (style_transfer/output.py): every format the
+    config offers is written with a suffix that names that format again."""
+    from PIL import Image
+
+    from space import files
+    from style_transfer.config import OUTPUT_FORMATS
+    from style_transfer.engine import Frame
+    from style_transfer.output import format_for, suffix_for
+
+    monkeypatch.setattr(files, "RESULTS_DIR", tmp_path)
+    frame = Frame(step=1, total_steps=1, image=Image.new("RGB", (8, 8)))
+    for fmt in OUTPUT_FORMATS:
+        assert format_for("x" + suffix_for(fmt)) == fmt
+        assert Path(files.save_result(frame, StyleConfig(), fmt)).suffix == suffix_for(fmt)
+
+
 def test_table_defaults_and_ranges_come_from_style_config():
     for param in params.PARAMS:
         if param.name in CONFIG_FIELDS:
@@ -233,3 +253,82 @@ def test_python_app_py_starts_cleanly(tmp_path):
     assert bad == [], output
     if importlib.util.find_spec("mcp") is None:  # without the extra: one line says MCP is off, nothing else
         assert sum("mcp" in line.lower() for line in lines) == 1, output
+
+
+# --- The first screen -------------------------------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Each example gallery's box, whether it scrolls, and each thumbnail's and caption's box and whether its text is cut.
+GALLERY_GEOMETRY = """(id) => {
+  const wrap = document.querySelector(`#${id} .grid-wrap`);
+  const rect = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  return {
+    box: rect(wrap),
+    scrolls: wrap.scrollHeight > wrap.clientHeight + 1 || wrap.scrollWidth > wrap.clientWidth + 1,
+    items: [...wrap.querySelectorAll('button.thumbnail-item')].map((b) => {
+      const cap = b.querySelector('.caption-label');
+      return {thumb: rect(b), caption: rect(cap), text: cap.textContent.trim(),
+              cut: cap.scrollWidth > cap.clientWidth + 1 || cap.scrollHeight > cap.clientHeight + 1};
+    }),
+  };
+}"""
+
+
+def _inside(inner: list[float], outer: list[float]) -> bool:
+    return (
+        inner[0] >= outer[0] - 1 and inner[1] >= outer[1] - 1 and inner[2] <= outer[2] + 1 and inner[3] <= outer[3] + 1
+    )
+
+
+@pytest.mark.system
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_first_screen_shows_every_example_and_a_readable_result(app_url):
+    """At 1280x800 and 1920x1080 every example thumbnail and its whole caption is in view without scrolling inside
+    its gallery or the page; a small result (32 px) fills the result box instead of sitting small in it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    import app
+
+    expected = {"content-gallery": app.CONTENT_EXAMPLES, "style-gallery": app.STYLE_EXAMPLES}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for width, height in ((1280, 800), (1920, 1080)):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                page.goto(app_url, wait_until="load")
+                expect(page.locator("#run")).to_be_visible(timeout=60_000)
+                page.wait_for_function("document.querySelectorAll('.examples img').length >= 22", timeout=30_000)
+                screen = [0, 0, width, height]
+                for elem_id, paths in expected.items():
+                    g = page.evaluate(GALLERY_GEOMETRY, elem_id)
+                    where = f"{elem_id} at {width}x{height}"
+                    assert not g["scrolls"], where
+                    assert [i["text"] for i in g["items"]] == [p.stem.replace("_", " ") for p in paths], where
+                    for item in g["items"]:
+                        assert _inside(item["thumb"], g["box"]) and _inside(item["thumb"], screen), (where, item)
+                        assert _inside(item["caption"], item["thumb"]) and not item["cut"], (where, item)
+                page.close()
+
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(app_url, wait_until="load")
+            page.locator("#content-gallery").get_by_label(re.compile(r"Thumbnail 1 of \d+")).click()
+            page.locator("#style-gallery").get_by_label(re.compile(r"Thumbnail 1 of \d+")).click()
+            for label, value in (("Output size (px)", 32), ("Steps", 2)):
+                box = page.get_by_label(f"number input for {label}")
+                box.fill(str(value))
+                box.press("Enter")
+            page.locator("#run").click()
+            expect(page.locator("#status textarea")).to_have_value(re.compile(r"2/2"), timeout=60_000)
+            page.wait_for_function(  # the final image may still be on its way when the status says done
+                "() => { const i = document.querySelector('#result img'); return i && i.complete && i.naturalWidth; }",
+                timeout=30_000,
+            )
+            shown = page.evaluate(
+                """() => { const img = document.querySelector('#result img'), r = img.getBoundingClientRect();
+                  const k = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+                  return {natural: img.naturalWidth, box: [r.width, r.height], fit: getComputedStyle(img).objectFit,
+                          drawn: [img.naturalWidth * k, img.naturalHeight * k]}; }"""
+            )
+            assert shown["natural"] == 32 and shown["fit"] == "contain", shown
+            assert shown["drawn"][0] >= 0.99 * shown["box"][0] or shown["drawn"][1] >= 0.99 * shown["box"][1], shown
+        finally:
+            browser.close()
