@@ -317,7 +317,7 @@ def test_first_screen_shows_every_example_and_a_readable_result(app_url):
                 box.fill(str(value))
                 box.press("Enter")
             page.locator("#run").click()
-            expect(page.locator("#status textarea")).to_have_value(re.compile(r"2/2"), timeout=60_000)
+            expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Done: 2 steps"), timeout=60_000)
             page.wait_for_function(  # the final image may still be on its way when the status says done
                 "() => { const i = document.querySelector('#result img'); return i && i.complete && i.naturalWidth; }",
                 timeout=30_000,
