@@ -542,6 +542,19 @@ def test_time_budget_never_cuts_a_run_that_fits(files, model):
     assert items[-1][3].startswith("step 4/4") and "Stopped early" not in items[-1][3]
 
 
+def test_an_example_is_cached_only_from_a_complete_run(files, model, monkeypatch):
+    """Gradio caches an example's last update for everyone: a run cut short must end in an error, not a result."""
+    import gradio as gr
+
+    request = _check_request(files["style"], 32, 4, 2)
+    updates = list(space.stop.complete(space.stream.stream(request, model)))
+    assert updates[-1][3].startswith("step 4/4") and updates[-1][4] is not None
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(space.stream, "_clock", lambda: float(next(ticks)))
+    with pytest.raises(gr.Error, match="stopped at step 3 of 40"):
+        list(space.stop.complete(space.stream.stream(_check_request(files["style"], 32, 40, 20), model, 3.5)))
+
+
 def test_stop_keeps_the_latest_image_as_the_result(files, model):
     """Stop cancels the run (its generator is closed); what the run left in the session's state becomes the result,
     with the download and before/after a finished run has, and a status that says where it stopped."""
