@@ -7,6 +7,7 @@ parameters, request checks, ZeroGPU duration and frame formatting are the ``spac
 import spaces  # noqa: I001 - must be imported before torch on ZeroGPU
 
 import importlib.util
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,6 +235,9 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
 demo.queue(max_size=limits.queue_limits(ON_ZEROGPU).max_size)
 
 if __name__ == "__main__":
+    # The Space's own log lines (requests, GPU speed, platform failures) at INFO; libraries stay at WARNING.
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger("space").setLevel(logging.INFO)
     if MCP_WANTED and not MCP:
         print("MCP server off: the optional mcp package is not installed (pip install 'gradio[mcp]==6.31.0').")
     demo.launch(max_file_size=limits.MAX_UPLOAD, footer_links=["api", "gradio", "settings"], mcp_server=MCP)

@@ -96,13 +96,18 @@ def _fetch(url: str) -> bytes:
     return httpx.get(url, timeout=30).content
 
 
-def test_a_run_streams_from_the_gpu_worker(client, images, device):
+def test_a_run_streams_from_the_gpu_worker(zerogpu_app, client, images, device):
     before = device.count("/release")
     updates = list(_submit(client, images))
     assert [u[3].split(" ", 2)[1] for u in updates] == ["0/6", "2/6", "4/6", "6/6"]
     final = updates[-1]
     assert final[4] is not None and read_settings(_fetch(final[4]["url"]))["steps_done"] == 6
     assert device.count("/release") == before + 1  # the GPU was given back
+    log = zerogpu_app[1]
+    deadline = time.monotonic() + 10
+    while not any("GPU speed on CPU" in line for line in log) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any("GPU speed on CPU" in line for line in log)  # the worker's speed, learned in the main process
 
 
 def test_a_cancel_leaves_the_server_answering_at_once(zerogpu_app, client, images, device):
