@@ -38,8 +38,9 @@ BUSY = (
 )
 QUOTA = (
     "GPU quota used up",
-    "This run asks for {seconds} s of GPU time, more than your ZeroGPU quota has left. A smaller size or fewer steps "
-    "asks for less. The platform says: {platform}",
+    "The ZeroGPU quota is used up: this run asks for {seconds} s of GPU time, more than is left. A smaller size or "
+    "fewer steps asks for less, and visitors logged in to Hugging Face get more GPU time a day. The platform says: "
+    "{platform}",
 )
 TOO_LONG = (
     "Run too long for the GPU",

@@ -107,7 +107,7 @@ class SpeedModel:
             runs.append(ratio)
             self._device = device
         log.info(
-            "GPU speed on %s: this run x%.2f of the duration model, now asking x%.2f (%d runs)",
+            "GPU speed on %s: this run x%.2f of the duration model, now asking x%.2f (runs measured: %d)",
             device,
             ratio,
             self.factor(device),

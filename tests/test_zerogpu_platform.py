@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -218,3 +219,29 @@ def _pixels(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
         return np.asarray(img.convert("RGB"))
+
+
+def gr_error(message: str, title: str) -> gr.Error:
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def _failing(error: Exception):
+    raise error
+    yield  # a generator, as spaces' wrapper is
+
+
+@pytest.mark.parametrize(
+    ("error", "title", "words"),
+    [
+        (gr_error("PicklingError", "ZeroGPU worker error"), "GPU worker failed", "(PicklingError)"),
+        (gr_error("No GPU was available after 60s", "ZeroGPU queue timeout"), "No GPU is free", "try again"),
+        (gr_error("Out of memory at this size.", "Out of memory"), "Out of memory", "Out of memory at this size."),
+    ],
+)
+def test_worker_failures_are_named(error, title, words):
+    """The worker's own failures (spaces' titles) are named; the app's own messages pass unchanged."""
+    from space.platform import on_gpu
+
+    with pytest.raises(gr.Error) as info:
+        list(on_gpu(_failing(error), request=None))
+    assert info.value.title == title and words in info.value.message
