@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Generator, Iterator
 
@@ -67,8 +68,10 @@ WORKER = (
     "and trying again is safe.",
 )
 OTHER = ("GPU platform error", "The GPU platform answered: {platform} ({title}). Please try again in a minute.")
+TIME_UP_NOTE = "The GPU time ran out at step {step} of {total}: the latest image is the result."
 ABORTED_NOTE = (
-    "The GPU platform ended the run at step {step} of {total} (its GPU time ran out): the latest image is the result."
+    "The GPU platform ended the run at step {step} of {total} (the GPU failed, or its time ran out): the latest "
+    "image is the result."
 )
 
 
@@ -82,6 +85,7 @@ def on_gpu(
     """
     last: StreamItem | None = None
     steps: list[float] = []
+    started = time.monotonic()  # before the GPU is asked for: the platform's clock starts a little later
     try:
         try:
             for item in items:
@@ -94,7 +98,8 @@ def on_gpu(
                 raise
             log.warning("GPU platform: %s: %s", exc.title, exc.message)
             if _aborted(exc) and last is not None:
-                yield marked(_ended_by_platform(last, request))
+                time_up = plan is not None and time.monotonic() - started >= plan.seconds
+                yield marked(_ended_by_platform(last, request, TIME_UP_NOTE if time_up else ABORTED_NOTE))
                 return
             raise _platform_error(exc, plan) from None
         except (RuntimeError, httpx.HTTPError, OSError) as exc:
@@ -138,11 +143,11 @@ def _aborted(exc: gr.Error) -> bool:
     return exc.title == "ZeroGPU worker error" and exc.message == "GPU task aborted"
 
 
-def _ended_by_platform(last: StreamItem, request: Request) -> StreamItem:
+def _ended_by_platform(last: StreamItem, request: Request, note: str) -> StreamItem:
     """The final item of a run the platform ended: its latest frame as the result, as Stop would make it."""
     latest = last[5]
     frame = latest.frame
-    note = ABORTED_NOTE.format(step=frame.step, total=frame.total_steps)
+    note = note.format(step=frame.step, total=frame.total_steps)
     compare, status, download = final_values(latest, request.content, request.config, request.output_format, note)
     return frame.image, compare, last[2], status, download, latest
 

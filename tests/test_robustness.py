@@ -542,6 +542,29 @@ def test_time_budget_never_cuts_a_run_that_fits(files, model):
     assert items[-1][3].startswith("step 4/4") and "Stopped early" not in items[-1][3]
 
 
+def test_a_run_whose_gpu_time_ran_out_keeps_its_latest_image(files, model, monkeypatch):
+    """On ZeroGPU the platform kills a worker whose time is up: the latest preview becomes the result, as Stop does."""
+    import gradio as gr
+
+    import space.platform
+    from space.zerogpu import Allocation, SpeedModel
+
+    monkeypatch.setattr(space.platform, "speeds", SpeedModel())  # the process's own estimate stays untouched
+    request = _check_request(files["style"], 32, 40, 5)
+
+    def killed():
+        frames = space.stream.stream(request, model)
+        yield next(frames)
+        yield next(frames)
+        frames.close()
+        raise gr.Error("GPU task aborted", title="ZeroGPU worker error", print_exception=False)  # as spaces says
+
+    final = list(space.platform.on_gpu(killed(), request, Allocation(0, 0.0)))[-1]
+    assert final[3].startswith("step 5/40") and "ETA" not in final[3]
+    assert final[3].endswith("The GPU time ran out at step 5 of 40: the latest image is the result.")
+    assert read_settings(final[4])["steps_done"] == 5 and final[1][1] is final[0]
+
+
 def test_an_example_is_cached_only_from_a_complete_run(files, model, monkeypatch):
     """Gradio caches an example's last update for everyone: a run cut short must end in an error, not a result."""
     import gradio as gr
