@@ -7,6 +7,7 @@ parameters, request checks, ZeroGPU duration and frame formatting are the ``spac
 import spaces  # noqa: I001 - must be imported before torch on ZeroGPU
 
 import importlib.util
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,11 @@ import torch
 from space import limits, params
 from space.costplot import CostPlot
 from space.errors import answered
+from space.platform import on_gpu
 from space.request import Request, check_request, mask_editor_value
-from space.stop import finish, remember
-from space.stream import COST_LINE, stream
-from space.zerogpu import ON_ZEROGPU, gpu_duration
+from space.stop import complete, finish, remember
+from space.stream import COST_LINE, StreamItem, stream
+from space.zerogpu import ON_ZEROGPU, Allocation, allocation, requested_seconds
 from style_transfer.accel import bf16_supported
 from style_transfer.engine import preload
 from style_transfer.model import load_model
@@ -63,19 +65,27 @@ def run(values: dict) -> Iterator[tuple]:
     """
     with answered("checking the request"):
         request = check_request(values)
-    yield from remember(run_on_gpu(request, gpu_duration(request) if ON_ZEROGPU else None), request)
+    yield from remember(gpu_run(request), request)
 
 
 def run_example(values: dict) -> Iterator[tuple]:
-    """A complete example's run: the same outputs, without the state for Stop (an example has no Stop)."""
-    for *outputs, _running in run(values):
-        yield tuple(outputs)
+    """A complete example's run: the same outputs, without the state for Stop (an example has no Stop); only a
+    run that reached its last step ends without an error, so Gradio caches nothing less."""
+    with answered("checking the request"):
+        request = check_request(values)
+    yield from complete(gpu_run(request))
 
 
-@spaces.GPU(duration=gpu_duration)
-def run_on_gpu(request: Request, time_budget_s: float | None) -> Iterator[tuple]:
+def gpu_run(request: Request) -> Iterator[StreamItem]:
+    """The run's stream as the outputs get it (space/platform.py); on ZeroGPU within its allocation."""
+    plan = allocation(request) if ON_ZEROGPU else None
+    return on_gpu(run_on_gpu(request, plan), request, plan)
+
+
+@spaces.GPU(duration=requested_seconds)
+def run_on_gpu(request: Request, plan: Allocation | None) -> Iterator[StreamItem]:
     """The whole optimisation loop in one GPU allocation (a forked worker on ZeroGPU; yields are CPU objects)."""
-    yield from stream(request, MODELS, time_budget_s=time_budget_s)
+    yield from stream(request, MODELS, time_budget_s=plan.budget_s if plan is not None else None)
 
 
 # The public endpoint: parameters, defaults and docs from the table in space/params.py.
@@ -262,6 +272,9 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
 demo.queue(max_size=limits.queue_limits(ON_ZEROGPU).max_size)
 
 if __name__ == "__main__":
+    # The Space's own log lines (requests, GPU speed, platform failures) at INFO; libraries stay at WARNING.
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger("space").setLevel(logging.INFO)
     if MCP_WANTED and not MCP:
         print("MCP server off: the optional mcp package is not installed (pip install 'gradio[mcp]==6.31.0').")
     demo.launch(**LAUNCH, footer_links=["api", "gradio", "settings"], mcp_server=MCP)

@@ -18,14 +18,18 @@ RESULTS_DIR = Path(tempfile.gettempdir()) / "style_transfer_results"
 
 
 def save_result(frame: Frame, cfg: StyleConfig, output_format: str) -> str:
-    """Write the frame in the requested format, settings embedded; old files are swept (limits.DELETE_CACHE)."""
+    """Write the frame in the requested format, settings (and a unique ``result_id``) embedded; old files are
+    swept (limits.DELETE_CACHE)."""
     RESULTS_DIR.mkdir(exist_ok=True)
     cutoff = time.time() - DELETE_CACHE[1]
     for old in RESULTS_DIR.glob("stylized-*"):
         with contextlib.suppress(OSError):
             if old.stat().st_mtime < cutoff:
                 old.unlink()
-    path = RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}{suffix_for(output_format)}"
-    settings = {**cfg.to_dict(), "steps_done": frame.step}
+    result_id = uuid.uuid4().hex[:12]
+    path = RESULTS_DIR / f"stylized-{result_id}{suffix_for(output_format)}"
+    # The id makes every result's bytes unique: Gradio names the file it serves after its content, so two runs with
+    # the same photo and settings would otherwise share one download.
+    settings = {**cfg.to_dict(), "steps_done": frame.step, "result_id": result_id}
     save_image(frame.image, path, output_format, settings)
     return str(path)

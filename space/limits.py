@@ -13,6 +13,7 @@ __all__ = [
     "DELETE_CACHE",
     "GPU_DURATION_MAX_S",
     "GPU_DURATION_MIN_S",
+    "GPU_WORKER_START_S",
     "MAX_PREVIEWS",
     "MAX_UPLOAD",
     "MAX_UPLOAD_BYTES",
@@ -29,8 +30,11 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # what Gradio makes of "20mb"
 
 # --- One run ----------------------------------------------------------------------------------------------------
 # ZeroGPU allocation per run, seconds: the estimate (zerogpu.gpu_duration) is clamped to this range. A run that would
-# outlast its allocation stops at the last preview that fits, with its best image and a note.
+# outlast its allocation stops itself before it (checked every step), with its latest image and a note.
 GPU_DURATION_MIN_S, GPU_DURATION_MAX_S = 15, 240
+# Of that allocation, the seconds a worker spends before its run's clock starts (fork, GPU init, weights moved in);
+# the run stops itself that much before its duration (zerogpu.allocation), and the platform's clock includes them.
+GPU_WORKER_START_S = 4.0
 
 # Every preview is written to Gradio's cache as a PNG (up to ~10 MB at 2048 px), so a run streams at most this many:
 # a smaller preview interval is raised to steps / MAX_PREVIEWS (the final image always comes).

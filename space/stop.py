@@ -5,10 +5,13 @@ itself. Instead every update also puts the run's :class:`Running` in the session
 of the API), and Stop's follow-up event, :func:`finish`, turns its latest frame into the final outputs. The cancel
 and the follow-up reach the server independently, so the run checks the flag ``finish`` sets and sends nothing
 after it. The state is emptied when a run ends; a run that failed or was stopped leaves an inert one.
+
+An example's run, whose last update Gradio caches for everyone, must end complete: :func:`complete` sees to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Generator, Iterator
 
@@ -17,7 +20,8 @@ from PIL import Image
 
 from style_transfer.config import StyleConfig
 
-from .errors import answered
+from .errors import answered, user_error
+from .platform import mark
 from .request import Request
 from .stream import Latest, StreamItem, final_values
 
@@ -77,8 +81,29 @@ def finish(running: Running | None) -> tuple:
     latest = running.end() if running is not None else None
     if latest is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), None
-    frame = latest.frame
+    # Copies with markers of their own: the run may still be writing its last preview's file (same pixels).
+    frame = dataclasses.replace(latest.frame, image=mark(latest.frame.image.copy()))
     note = f"Stopped at step {frame.step} of {frame.total_steps}: the latest image is the result."
     with answered("keeping the stopped run's image"):
-        compare, status, download = final_values(latest, running.content, running.config, running.output_format, note)
+        compare, status, download = final_values(
+            latest._replace(frame=frame), mark(running.content.copy()), running.config, running.output_format, note
+        )
     return frame.image, compare, status, download, None
+
+
+INCOMPLETE_EXAMPLE = (
+    "This example's run stopped at step {step} of {total}, so its result was not kept for the example. "
+    "Press Generate to run it with live previews."
+)
+
+
+def complete(items: Iterator[StreamItem]) -> Iterator[tuple]:
+    """The outputs' values of a run that must finish (an example Gradio caches): a run that ended early (time
+    limit, divergence, the platform) ends in a ``gr.Error`` instead, so no partial picture is cached."""
+    latest = None
+    for item in items:
+        latest = item[5]
+        yield tuple(item[:5])
+    if latest is None or not latest.frame.done:
+        step, total = (latest.frame.step, latest.frame.total_steps) if latest is not None else (0, "?")
+        raise user_error(INCOMPLETE_EXAMPLE.format(step=step, total=total), "Example not finished")

@@ -37,8 +37,9 @@ def stream(
     finishes a cancelled run with it (see stop.py). Only CPU objects are yielded (ZeroGPU pickles them; the
     frame's image is the result's, pickled once). ``download`` is None until the final frame, then a file
     in the requested format with the settings embedded. ``models`` maps a pooling ("max"/"avg") to a loaded
-    network (one network is used for both). Stops cleanly, yielding the best image so far, when ``time_budget_s``
-    would be exceeded or the cost diverges. Any failure reaches the caller as a ``gr.Error``.
+    network (one network is used for both). Stops cleanly, yielding the latest image, once ``time_budget_s``
+    seconds have passed (checked before every step) or when the cost diverges. Any failure reaches the caller as
+    a ``gr.Error``.
     """
     with answered("running the optimisation"):
         yield from _stream(request, models, time_budget_s)
@@ -50,14 +51,20 @@ def _stream(
     model = models if isinstance(models, VGGFeatures) else models[request.config.pooling]
     device = _device_name(model)
     rows: list[dict] = []
-    start = _clock()
-    frames = stylize(request.prepared, model=model)
+    deadline = None if time_budget_s is None else _clock() + time_budget_s
+    frames = stylize(
+        request.prepared,
+        model=model,
+        should_stop=None if deadline is None else lambda: _clock() > deadline,  # a clock reading per step
+    )
 
     first = True
+    previous: Frame | None = None
 
     def item(frame: Frame, note: str = "", final: bool = False) -> StreamItem:
-        nonlocal first
-        latest = Latest(frame, device)
+        nonlocal first, previous
+        latest = Latest(frame, device, _seconds_per_step(previous, frame))
+        previous = frame
         if final:
             compare, status, download = final_values(
                 latest, request.content, request.config, request.output_format, _notes(request, note)
@@ -75,15 +82,10 @@ def _stream(
         for frame in frames:
             rows += _loss_rows(frame)
             note = ""
-            over_budget = (
-                time_budget_s is not None
-                and not frame.done
-                and _projected_next(frame, start, request.config.preview_every) > time_budget_s
-            )
-            if over_budget:
-                note = f"Stopped early at step {frame.step}: the next preview would exceed the GPU time limit."
-            yield item(frame, note, final=frame.done or over_budget)
-            if over_budget:
+            if frame.stopped:
+                note = f"Stopped early at step {frame.step}: the run's GPU time limit was reached."
+            yield item(frame, note, final=frame.done or frame.stopped)
+            if frame.stopped:
                 return
     except NonFiniteLossError as exc:
         last = exc.last_frame
@@ -102,10 +104,18 @@ def _stream(
 
 
 class Latest(NamedTuple):
-    """A run's latest frame and the name of the device it runs on."""
+    """A run's latest frame, the name of the device it runs on, and the seconds per step measured since the frame
+    before it (None for a scale's first frame): what the main process learns the device's speed from."""
 
     frame: Frame
     device: str
+    seconds_per_step: float | None = None
+
+
+def _seconds_per_step(previous: Frame | None, frame: Frame) -> float | None:
+    if previous is None or previous.scale != frame.scale or frame.step <= previous.step:
+        return None
+    return (frame.elapsed - previous.elapsed) / (frame.step - previous.step)
 
 
 def final_values(
@@ -173,18 +183,6 @@ def _loss_rows(frame: Frame) -> list[dict]:
 
 
 _clock = time.perf_counter  # the time budget's clock (tests replace it)
-
-
-def _projected_next(frame: Frame, start: float, preview_every: int) -> float:
-    """Seconds after ``start`` at which the frame after this one would arrive (linear in steps).
-
-    The time per step includes the start-up (loading, targets), so the projection errs on the early side.
-    """
-    elapsed = _clock() - start
-    if frame.step == 0:
-        return elapsed
-    per_step = elapsed / frame.step
-    return elapsed + per_step * max(1, min(preview_every, frame.total_steps - frame.step))
 
 
 def _device_name(model: VGGFeatures) -> str:

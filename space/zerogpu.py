@@ -4,17 +4,29 @@ Fitted to the H100 figures in ``bench/results-gpu/h100-issue11.csv`` and the H20
 beside it (bench/README.md, "GPU timings and the ZeroGPU duration"); ``tests/test_zerogpu.py`` keeps the model at or
 above every row of every table there and within 3x of the eager ones. New GPU timings come from
 ``python -m bench.gpu --out ...`` (its ``durations.csv``); if that test then fails, refit the constants below.
+
+Those tables are one kind of card; ZeroGPU lends another (half or all of an RTX Pro 6000 Blackwell), so the main
+process also learns the speed of the GPUs it is lent (:class:`SpeedModel`, fed by every run's previews) and asks
+for the estimate times what it measured. A run stops itself before its allocation runs out
+(:func:`allocation`'s ``budget_s``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import statistics
+import threading
+from collections import deque
+from typing import NamedTuple
 
 from style_transfer.config import StyleConfig
 
-from .limits import GPU_DURATION_MAX_S, GPU_DURATION_MIN_S
+from .limits import GPU_DURATION_MAX_S, GPU_DURATION_MIN_S, GPU_WORKER_START_S
 from .request import Request
+
+log = logging.getLogger(__name__)
 
 # Whether the app runs on a ZeroGPU Space (the switch ``spaces`` itself reads; it then runs the GPU function in a
 # forked worker).
@@ -67,9 +79,81 @@ def estimate_seconds(width: int, height: int, cfg: StyleConfig, images: int = 2)
     return GPU_STARTUP_S + loop_seconds(width, height, cfg, images)
 
 
+class SpeedModel:
+    """The GPUs' measured speed against the model above, per device name: a robust, bounded estimate.
+
+    Every run reports the seconds per step it measured between previews; a run's median, divided by
+    :func:`step_seconds`, is one observation. A device's factor is the upper quartile of its last
+    :attr:`HISTORY` observations (a slow run counts more than a fast one: asking too little cuts runs short), clamped
+    to :attr:`LIMITS`; 1.0 (the committed tables) until a run on that device has been measured.
+    """
+
+    HISTORY = 20
+    LIMITS = (0.25, 10.0)
+
+    def __init__(self) -> None:
+        self._runs: dict[str, deque[float]] = {}
+        self._device: str | None = None  # the latest device a run reported: a Space's GPUs are all one kind
+        self._lock = threading.Lock()  # runs end on several threads
+
+    def observe_run(self, device: str, megapixels: float, optimizer: str, seconds_per_step: list[float]) -> None:
+        """Record one run's step times, measured at ``megapixels`` per step; logs the device's new factor."""
+        if not seconds_per_step:
+            return
+        ratio = statistics.median(seconds_per_step) / step_seconds(megapixels, optimizer)
+        with self._lock:
+            runs = self._runs.setdefault(device, deque(maxlen=self.HISTORY))
+            runs.append(ratio)
+            self._device = device
+        log.info(
+            "GPU speed on %s: this run x%.2f of the duration model, now asking x%.2f (runs measured: %d)",
+            device,
+            ratio,
+            self.factor(device),
+            len(runs),
+        )
+
+    def factor(self, device: str | None = None) -> float:
+        """Measured step time / modelled step time on ``device`` (default: the latest device a run reported)."""
+        with self._lock:
+            runs = list(self._runs.get(device or self._device or "", ()))
+        if not runs:
+            return 1.0
+        upper = statistics.quantiles(runs, n=4, method="inclusive")[2] if len(runs) > 1 else runs[0]
+        low, high = self.LIMITS
+        return min(high, max(low, upper))
+
+
+speeds = SpeedModel()  # the main process's: every request asks with what the runs before it measured
+
+
 def gpu_duration(request: Request, *args: object, **kwargs: object) -> int:
-    """ZeroGPU ``duration=`` callable: seconds to request for this run (estimate x margin, clamped)."""
+    """Seconds to request for this run: (start-up + loop x the device's measured factor) x margin, clamped."""
     width, height = request.content.size
     images = 1 + max(1, len(request.styles)) + (request.background is not None)
-    seconds = estimate_seconds(width, height, request.config, images) * GPU_DURATION_MARGIN
+    loop = loop_seconds(width, height, request.config, images) * speeds.factor()
+    seconds = (GPU_STARTUP_S + loop) * GPU_DURATION_MARGIN
     return int(min(GPU_DURATION_MAX_S, max(GPU_DURATION_MIN_S, math.ceil(seconds))))
+
+
+class Allocation(NamedTuple):
+    """A run's GPU allocation: the seconds asked for, and the seconds its worker may take before it stops."""
+
+    seconds: int
+    budget_s: float
+
+
+def allocation(request: Request) -> Allocation:
+    """The allocation for ``request``: :func:`gpu_duration`, and a budget that leaves room for what the worker does
+    outside its own clock (starting) and after its last step (one more step, the final frame, the result file)."""
+    seconds = gpu_duration(request)
+    width, height = request.content.size
+    megapixels = width * height / 1e6
+    after = step_seconds(megapixels, request.config.optimizer) * speeds.factor()
+    after += (FRAME_S_PER_MEGAPIXEL + SAVE_S_PER_MEGAPIXEL) * megapixels
+    return Allocation(seconds, max(1.0, seconds - GPU_WORKER_START_S - after))
+
+
+def requested_seconds(request: Request, plan: Allocation, *args: object, **kwargs: object) -> int:
+    """``@spaces.GPU(duration=...)`` callable for ``run_on_gpu(request, plan)``: the seconds the plan asked for."""
+    return plan.seconds

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +47,7 @@ class Frame:
     scale: int = 0  # index of the current scale in a coarse-to-fine run
     num_scales: int = 1
     terms: tuple[TermValue, ...] = ()  # the terms of J, each with its label, weight and weighted value
+    stopped: bool = False  # the run ended here, before its last step, because ``should_stop`` said so
 
     @property
     def total(self) -> float:
@@ -313,6 +314,7 @@ def stylize(
     model: VGGFeatures | None = None,
     mask: ImageSource | None = None,
     background_style: StyleSource | None = None,
+    should_stop: Callable[[], bool] | None = None,
     **overrides: object,
 ) -> Iterator[Frame]:
     """Paint ``content`` in the style of ``style`` (Gatys et al.), yielding :class:`Frame` objects as it goes.
@@ -323,15 +325,19 @@ def stylize(
     e.g. ``stylize("a.jpg", "b.jpg", size=256, steps=200)``. Settings and inputs are validated by the call itself
     (:class:`ConfigError`, :class:`ImageError`, ``ValueError``), before any network work; ``content`` may instead
     be a :class:`Prepared` run from :func:`prepare` (checked and loaded already), passed alone.
-    Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used).
+    Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used). ``should_stop`` is asked
+    before every step (keep it cheap: a clock reading); once it returns True the run ends with a frame of the image
+    so far, marked ``stopped``.
     """
     start = time.perf_counter()
     # At the call, so a bad setting or image fails there, not at the first next().
     prepared = prepare(content, style, config, mask=mask, background_style=background_style, **overrides)
-    return _frames(prepared.inputs, prepared.config, model, start)
+    return _frames(prepared.inputs, prepared.config, model, start, should_stop)
 
 
-def _frames(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: float) -> Iterator[Frame]:
+def _frames(
+    inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: float, should_stop: Callable[[], bool] | None
+) -> Iterator[Frame]:
     """The run itself, for :func:`stylize`: every scale's optimisation, then the final frame."""
     if model is None:
         model = load_model(cfg.weights, resolve_device(cfg.device), cfg.pooling)
@@ -344,9 +350,11 @@ def _frames(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: 
         for scale, (size, steps) in enumerate(schedule):
             stage = _Stage(model, inputs, cfg, size, scale, len(schedule), start)
             image = stage.start_image(image)
-            for frame in _optimise(stage, image, steps, done_steps):
+            for frame in _optimise(stage, image, steps, done_steps, should_stop):
                 last = frame
                 yield frame  # a consumer that closes us here stops the run: no further step
+                if frame.stopped:
+                    return
             done_steps += steps
             image = stage.project(image.detach())
         yield stage.evaluate_frame(image, cfg.steps)
@@ -467,9 +475,12 @@ class _PendingFrame:
         )
 
 
-def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> Iterator[Frame]:
+def _optimise(
+    stage: _Stage, image: torch.Tensor, steps: int, offset: int, should_stop: Callable[[], bool] | None = None
+) -> Iterator[Frame]:
     """``steps`` optimiser steps on ``image`` (in place), yielding a frame at its first step and at every multiple
-    of ``preview_every`` of the whole run (``offset`` is the steps done at earlier scales).
+    of ``preview_every`` of the whole run (``offset`` is the steps done at earlier scales). When ``should_stop()``
+    turns True before a step, the last frame is the image so far, marked ``stopped``.
 
     Grad mode is thread-local and a consumer may resume this generator on another thread (Gradio does), so no
     mode is held across a ``yield``: each step turns gradients on for itself (:func:`_adam_step`,
@@ -490,6 +501,11 @@ def _optimise(stage: _Stage, image: torch.Tensor, steps: int, offset: int) -> It
 
     local = 0
     while local < steps:
+        if should_stop is not None and should_stop():
+            frame = stage.evaluate_frame(stage.project(image.detach()), offset + local)
+            frame.stopped = True
+            yield frame
+            return
         preview = preview_at(local)
         if lbfgs:
             if preview:

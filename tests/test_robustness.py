@@ -499,7 +499,8 @@ def test_nan_stops_with_a_message_and_the_last_good_frame(client, files, nan_aft
     updates = list(job)
     final = updates[-1]
     assert "diverged at step 3" in final[3] and final[3].startswith("Stopped at step 2 of 20")
-    assert final[0]["path"] == updates[-2][0]["path"]  # the same image as the last good preview
+    with Image.open(final[0]["path"]) as last, Image.open(updates[-2][0]["path"]) as good:
+        assert np.array_equal(np.asarray(last), np.asarray(good))  # the same image as the last good preview
     assert len(updates) == 4  # steps 0, 1, 2, then the last good one again with the message
 
 
@@ -520,27 +521,62 @@ def test_nan_through_space_stream_warns(files, model, nan_after):
     assert items[-1][0] is items[-2][0]
 
 
-def test_time_budget_stops_early_with_the_best_image(files, model, monkeypatch):
+def test_time_budget_stops_the_run_between_previews_with_its_latest_image(files, model, monkeypatch):
+    """The budget is checked before every step, not only at previews: a run whose next preview is far away still
+    stops in time, and its image so far is the result (the platform would otherwise kill it and lose it)."""
     ticks = iter(range(10_000))
     monkeypatch.setattr(space.stream, "_clock", lambda: float(next(ticks)))  # one "second" per clock reading
-    request = _check_request(files["style"], 32, 40, 5)
-    # start = 0; frame 0 at t = 1 (next frame unknown), frame 5 at t = 2: 0.4 s/step, so frame 10 would come at
-    # t = 4 > 3.5: stop there, with frame 5 as the result.
+    request = _check_request(files["style"], 32, 40, 20)
+    # deadline = 0 + 3.5; the clock is read before each step (1, 2, 3, 4): step 3 is the last image.
     items = list(space.stream.stream(request, model, time_budget_s=3.5))
-    assert len(items) == 2
+    assert [re.search(r"step (\d+) of 40", item[3]).group(1) for item in items] == ["0", "3"]
     status = items[-1][3]
-    assert (
-        status.startswith("Stopped at step 5 of 40")
-        and "Stopped early at step 5" in status
-        and "GPU time limit" in status
-    )
-    assert items[-1][1] == (request.content, items[-1][0])
+    assert status.startswith("Stopped at step 3 of 40")
+    assert "Stopped early at step 3" in status and "GPU time limit" in status
+    assert items[-1][1] == (request.content, items[-1][0]) and items[-1][4] is not None
+    assert read_settings(items[-1][4])["steps_done"] == 3
 
 
 def test_time_budget_never_cuts_a_run_that_fits(files, model):
     request = _check_request(files["style"], 32, 4, 2)
     items = list(space.stream.stream(request, model, time_budget_s=3600))
     assert items[-1][3].startswith("Done: 4 steps") and "Stopped early" not in items[-1][3]
+
+
+def test_a_run_whose_gpu_time_ran_out_keeps_its_latest_image(files, model, monkeypatch):
+    """On ZeroGPU the platform kills a worker whose time is up: the latest preview becomes the result, as Stop does."""
+    import gradio as gr
+
+    import space.platform
+    from space.zerogpu import Allocation, SpeedModel
+
+    monkeypatch.setattr(space.platform, "speeds", SpeedModel())  # the process's own estimate stays untouched
+    request = _check_request(files["style"], 32, 40, 5)
+
+    def killed():
+        frames = space.stream.stream(request, model)
+        yield next(frames)
+        yield next(frames)
+        frames.close()
+        raise gr.Error("GPU task aborted", title="ZeroGPU worker error", print_exception=False)  # as spaces says
+
+    final = list(space.platform.on_gpu(killed(), request, Allocation(0, 0.0)))[-1]
+    assert final[3].startswith("Stopped at step 5 of 40") and " left" not in final[3]
+    assert final[3].endswith("The GPU time ran out at step 5 of 40: the latest image is the result.")
+    assert read_settings(final[4])["steps_done"] == 5 and final[1][1] is final[0]
+
+
+def test_an_example_is_cached_only_from_a_complete_run(files, model, monkeypatch):
+    """Gradio caches an example's last update for everyone: a run cut short must end in an error, not a result."""
+    import gradio as gr
+
+    request = _check_request(files["style"], 32, 4, 2)
+    updates = list(space.stop.complete(space.stream.stream(request, model)))
+    assert updates[-1][3].startswith("Done: 4 steps") and updates[-1][4] is not None
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(space.stream, "_clock", lambda: float(next(ticks)))
+    with pytest.raises(gr.Error, match="stopped at step 3 of 40"):
+        list(space.stop.complete(space.stream.stream(_check_request(files["style"], 32, 40, 20), model, 3.5)))
 
 
 def test_stop_keeps_the_latest_image_as_the_result(files, model):
@@ -556,7 +592,11 @@ def test_stop_keeps_the_latest_image_as_the_result(files, model):
     assert extra < 0.5 * len(pickle.dumps(shipped[-1][0]))
     latest = list(space.stop.remember((pickle.loads(p) for p in payloads), request))[-1]
     image, compare, status, download, state = space.stop.finish(latest[5])
-    assert image == latest[0] and compare == (request.content, image) and state is None
+    same = [
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in [(image, latest[0]), *zip(compare, (request.content, image), strict=True)]
+    ]
+    assert all(same) and state is None
     assert status.startswith("Stopped at step 5 of 40") and " left" not in status
     assert status.endswith("Stopped at step 5 of 40: the latest image is the result.")
     assert read_settings(download)["steps_done"] == 5

@@ -77,3 +77,52 @@ def test_duration_grows_with_the_work():
     assert zerogpu.estimate_seconds(2048, 2048, StyleConfig(size=2048, steps=300, scales=0)) < zerogpu.estimate_seconds(
         2048, 2048, StyleConfig(size=2048, steps=300, scales=1)
     )
+
+
+# --- Learning the GPU's speed ------------------------------------------------------------------------------------
+def _run_on(model: zerogpu.SpeedModel, device: str, times_the_model: float, megapixels: float = 0.25) -> None:
+    """Report a run whose steps took ``times_the_model`` x what the tables say."""
+    step = zerogpu.step_seconds(megapixels, "adam") * times_the_model
+    model.observe_run(device, megapixels, "adam", [step * 0.95, step, step * 1.05])
+
+
+def test_a_device_nobody_measured_gets_the_committed_tables():
+    assert zerogpu.SpeedModel().factor("NVIDIA RTX PRO 6000 Blackwell Server Edition") == 1.0
+
+
+def test_a_slower_gpu_is_learned_and_asks_for_more_time(monkeypatch):
+    speeds = zerogpu.SpeedModel()
+    monkeypatch.setattr(zerogpu, "speeds", speeds)
+    request = _request(1024, 1000)
+    before = zerogpu.gpu_duration(request)
+    for _ in range(3):
+        _run_on(speeds, "half a Blackwell", 3.0)
+    assert speeds.factor() == pytest.approx(3.0)  # the latest device a run reported
+    assert zerogpu.gpu_duration(request) > 2 * before
+    # and a faster one asks for less, down to the floor
+    for _ in range(5):
+        _run_on(speeds, "a fast card", 0.5)
+    assert speeds.factor("a fast card") == pytest.approx(0.5) and speeds.factor() == pytest.approx(0.5)
+    assert zerogpu.gpu_duration(request) < before
+
+
+def test_one_odd_run_does_not_swing_the_estimate():
+    speeds = zerogpu.SpeedModel()
+    for _ in range(10):
+        _run_on(speeds, "gpu", 1.2)
+    _run_on(speeds, "gpu", 9.0)  # one run on a busy host
+    assert speeds.factor("gpu") == pytest.approx(1.2)
+    _run_on(speeds, "gpu", 0.01)  # and one that measured nothing useful
+    assert speeds.factor("gpu") == pytest.approx(1.2)
+    for _ in range(30):  # but the card itself changed: only the recent runs count
+        _run_on(speeds, "gpu", 2.0)
+    assert speeds.factor("gpu") == pytest.approx(2.0)
+
+
+def test_the_run_stops_itself_inside_its_allocation():
+    """The worker's budget leaves room for its start (outside the run's clock) and for what follows the last step."""
+    for size, steps in ((64, 10), (512, 300), (2048, 2000)):
+        plan = zerogpu.allocation(_request(size, steps))
+        assert plan.seconds == zerogpu.gpu_duration(_request(size, steps))
+        assert 0 < plan.budget_s <= plan.seconds - limits.GPU_WORKER_START_S
+        assert zerogpu.requested_seconds(_request(size, steps), plan) == plan.seconds
