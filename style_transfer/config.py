@@ -165,6 +165,13 @@ class StyleConfig:
     device: str = _field(
         "auto", "Where to run: auto (CUDA when available), cpu or cuda.", choices=("auto", "cpu", "cuda"), advanced=True
     )
+    memory_limit: str = _field(
+        "auto",
+        "Most memory the run may use for the picture, the optimiser and the network's activations (the weights "
+        "aside), e.g. 512M, 2G or 3.5G: a picture that would not fit is computed in tiles, with the same result. "
+        "auto = the free memory on a GPU, no limit on a CPU.",
+        advanced=True,
+    )
 
     def validate(self) -> StyleConfig:
         """Check every field against its range; raise :class:`ConfigError` naming the field. Returns ``self``."""
@@ -191,6 +198,12 @@ class StyleConfig:
             raise ConfigError("style_layer_weights: at least one weight must be above 0.")
         if self.style_blend_weights and not sum(self.style_blend_weights) > 0:
             raise ConfigError("style_blend_weights: at least one weight must be above 0.")
+        from .memory import parse_size  # here: memory reads this module
+
+        try:
+            parse_size(self.memory_limit)
+        except ValueError as exc:
+            raise ConfigError(f"memory_limit: {exc}") from None
         if self.content_weight == 0 and self.style_weight == 0 and self.tv_weight == 0:
             raise ConfigError("content_weight, style_weight, tv_weight: at least one must be above 0.")
         return self

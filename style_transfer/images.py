@@ -211,3 +211,11 @@ def to_pixels(tensor: torch.Tensor) -> torch.Tensor:
     if t.dim() == 4:
         t = t[0]
     return t.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def to_pixels16(tensor: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] -> (H, W, 3) uint16 (0-65535), on the tensor's device."""
+    t = tensor.detach()
+    if t.dim() == 4:
+        t = t[0]
+    return t.clamp(0, 1).mul(65535).round_().to(torch.uint16).permute(1, 2, 0).contiguous()
