@@ -29,6 +29,7 @@ from style_transfer.config import (
 )
 
 from .guards import guard_image_input, guard_region, guard_setting
+from .limits import MAX_SIZE_GPU
 
 REQUIRED = inspect.Parameter.empty
 
@@ -51,12 +52,13 @@ def _spec(name: str) -> tuple[dict, Any]:
     return dict(f.metadata), default_of(f)
 
 
-def slider(name: str, label: str, step: float, doc: str | None = None) -> Param:
-    """A StyleConfig field as a slider: range, default and help from the config."""
+def slider(name: str, label: str, step: float, doc: str | None = None, maximum: float | None = None) -> Param:
+    """A StyleConfig field as a slider: range, default and help from the config (``maximum``: the Space's own)."""
     meta, default = _spec(name)
+    top = meta["max"] if maximum is None else maximum
 
     def make(value):
-        return gr.Slider(meta["min"], meta["max"], value=value, step=step, label=label, info=meta["help"])
+        return gr.Slider(meta["min"], top, value=value, step=step, label=label, info=meta["help"])
 
     return Param(name, doc or meta["help"], make, type(default), default)
 
@@ -131,7 +133,7 @@ PARAMS: tuple[Param, ...] = (
           required=True, sources=["upload", "clipboard", "webcam"]),
     image("style", "style image", "the painting whose style to copy (image file or URL).", "Style image", 300, "style",
           required=True),
-    slider("size", "Output size (px)", 16, "longest side of the output in pixels."),
+    slider("size", "Output size (px)", 16, "longest side of the output in pixels.", maximum=MAX_SIZE_GPU),
     slider("steps", "Steps", 1, "number of Adam optimisation steps."),
     Param("style_strength", "0-10; 5 keeps style_weight and tv_weight, each 2.5 multiplies both by 10.", _strength,
           float, STRENGTH_DEFAULT),

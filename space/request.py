@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 import gradio as gr
+import torch
 from PIL import Image, ImageChops
 
 from style_transfer.config import (
+    MAX_SIZE,
     OUTPUT_FORMATS,
     STRENGTH_DEFAULT,
     STRENGTH_MAX,
@@ -27,7 +29,7 @@ from style_transfer.engine import prepare_images, prepare_style
 from style_transfer.images import ImageError, load_image, resize_longest
 
 from .errors import user_error
-from .limits import MAX_PREVIEWS
+from .limits import MAX_PREVIEWS, max_size
 from .params import BY_NAME
 
 # Only sizes and settings are logged, never file names, paths or pixels.
@@ -96,6 +98,12 @@ def check_request(values: Mapping[str, object]) -> Request:
         raise user_error("Please add a style image (the painting whose style to copy).", "Missing style image")
     try:
         cfg = build_config(values)
+        top = max_size(torch.cuda.is_available())
+        if cfg.size > top:
+            raise ConfigError(
+                f"size: {cfg.size} px is above this Space's limit of {top} px "
+                f"(the command line and the Python API go to {MAX_SIZE} px)"
+            )
         output_format = str(values.get("output_format") or OUTPUT_FORMATS[0])
         if output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"output_format: {output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")

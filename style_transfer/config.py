@@ -17,7 +17,8 @@ INIT_CHOICES = ("content", "noise", "gray", "style-mean")
 
 # Limits that are not fields of one run but bound them (also used by the UI and the image loader).
 MIN_SIZE = 32
-MAX_SIZE = 2048
+# 8192 px: beyond what any machine holds untiled, so a run over the memory budget is computed in tiles (memory.py).
+MAX_SIZE = 8192
 MAX_STEPS = 5000
 # Automatic coarse-to-fine (scales=0) starts at about this size: 1024 px runs at 512 then 1024, 2048 px at 512,
 # 1024, 2048; up to ~720 px is one scale (smaller starts lost the photo's layout on the quality harness).

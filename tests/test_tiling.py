@@ -151,3 +151,21 @@ def test_cli_refuses_a_budget_too_small_with_exit_code_2(tmp_path, capsys):
     assert cli.main([*argv, "--memory-limit", "2M", "--steps", "1", "-q"]) == cli.EXIT_USAGE
     assert "--memory-limit: 2M is too small" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_sizes_beyond_the_limits_are_refused_by_name(tmp_path):
+    import gradio as gr
+
+    from space import limits
+    from space.request import check_request
+
+    with pytest.raises(ConfigError, match=r"size: 8193 is outside the allowed range \[32, 8192\]"):
+        StyleConfig(size=8193).validate()
+    assert StyleConfig(size=8192).validate().size == 8192
+    on_gpu = torch.cuda.is_available()
+    top = limits.max_size(on_gpu)
+    assert top == (4096 if on_gpu else 2048)
+    CONTENT.save(tmp_path / "c.png")
+    STYLES[0].save(tmp_path / "s.png")
+    with pytest.raises(gr.Error, match=rf"size: {top + 16} px is above this Space's limit of {top} px"):
+        check_request({"content": str(tmp_path / "c.png"), "style": str(tmp_path / "s.png"), "size": top + 16})
