@@ -345,16 +345,16 @@ class TiledObjective:
         j_style = j_style.detach()
         grad = torch.zeros_like(image)  # becomes image.grad (a leaf): no extra copy
         assert kept is not None
+        tile, crop, terms = kept  # first, so that its graph is freed before any other tile's is built
+        with torch.enable_grad():
+            self._surrogate(terms, directions).backward()
+        self._add(grad, crop, tile)
+        del kept, terms, crop
         for tile in self.tiles[:-1]:
             with torch.enable_grad():
                 crop = self._crop(image.detach(), tile).clone().requires_grad_(True)
                 self._surrogate(self._tile_terms(crop, tile), directions).backward()
             self._add(grad, crop, tile)
-        tile, crop, terms = kept
-        with torch.enable_grad():
-            self._surrogate(terms, directions).backward()
-        self._add(grad, crop, tile)
-        del kept, terms, crop
         if image.is_leaf:
             image.grad = grad if image.grad is None else image.grad.add_(grad)
         else:

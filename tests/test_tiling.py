@@ -169,3 +169,22 @@ def test_sizes_beyond_the_limits_are_refused_by_name(tmp_path):
     STYLES[0].save(tmp_path / "s.png")
     with pytest.raises(gr.Error, match=rf"size: {top + 16} px is above this Space's limit of {top} px"):
         check_request({"content": str(tmp_path / "c.png"), "style": str(tmp_path / "s.png"), "size": top + 16})
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_budgeted_run_stays_within_its_budget(optimizer, model, tmp_path):
+    """The live tensors' peak (PyTorch's profiler, the weights loaded before) stays under the budget, which is
+    below what the same run takes untiled."""
+    from tests.test_memory import _peak_growth_mb
+
+    cfg = StyleConfig(size=160, steps=3, scales=1, precision="fp32", optimizer=optimizer, **SHALLOW).validate()
+    content = make_content(160, 144)
+    pixels = 160 * 144
+    state = memory.state_bytes_per_pixel(cfg, False, False, tiled=True) * pixels
+    limit = int(state + memory.PASS_BYTES + 0.25 * memory.activation_bytes_per_pixel(False) * pixels)
+    assert memory.plan(144, 160, cfg, False, limit).tiled
+    peaks = {}
+    for name, budget in (("untiled", "auto"), ("tiled", str(limit))):
+        run = lambda b=budget: list(stylize(content, STYLES[0], cfg, model=model, memory_limit=b))  # noqa: E731
+        peaks[name] = _peak_growth_mb(run, tmp_path) * 2**20
+    assert peaks["tiled"] <= limit < peaks["untiled"], (peaks, limit)
