@@ -134,26 +134,30 @@ def _child(*options: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(size: int, steps: int, out: Path) -> dict:
-    """Untiled and tiled at ``size`` (fp32), and a tiny run's RSS as the baseline."""
+def compare(size: int, steps: int, out: Path, precision: str = "fp32") -> dict:
+    """Untiled and tiled at ``size``, and a tiny run's RSS as the baseline."""
     import numpy as np
+    import torch
 
     from style_transfer import StyleConfig, memory
+    from style_transfer.accel import use_bf16
 
-    tiny = _child("--size", "64", "--steps", "2", "--precision", "fp32", "--scales", "1")
-    untiled = _child(*_opts(size, steps), "--out", str(out / f"untiled_{size}"))
+    tiny = _child("--size", "64", "--steps", "2", "--precision", precision, "--scales", "1")
+    untiled = _child(*_opts(size, steps, precision), "--out", str(out / f"untiled_{size}"))
     width, height = _shape(size)
-    cfg = StyleConfig(size=size, steps=steps, precision="fp32", scales=1).validate()
-    state = memory.state_bytes_per_pixel(cfg, False, False, tiled=True) * width * height
-    acts = memory.activation_bytes_per_pixel(False) * width * height
+    cfg = StyleConfig(size=size, steps=steps, precision=precision, scales=1).validate()
+    amp = use_bf16(cfg, torch.device("cpu"))
+    state = memory.state_bytes_per_pixel(cfg, amp, False, tiled=True) * width * height
+    acts = memory.activation_bytes_per_pixel(amp) * width * height
     limit = int(state + memory.PASS_BYTES + 0.45 * acts)  # the tiles get under half of the untiled activations
-    tiled = _child(*_opts(size, steps), "--memory-limit", str(limit), "--out", str(out / f"tiled_{size}"))
+    tiled = _child(*_opts(size, steps, precision), "--memory-limit", str(limit), "--out", str(out / f"tiled_{size}"))
     a = np.load(out / f"untiled_{size}.npy").astype(np.float64) / 65535
     b = np.load(out / f"tiled_{size}.npy").astype(np.float64) / 65535
     mse = float(np.mean((a - b) ** 2))
     return {
         "size": size,
         "steps": steps,
+        "precision": tiled["precision"],
         "budget_mb": limit / 2**20,
         "untiled_activations_mb": acts / 2**20,
         "tiles": tiled["tiles"],
@@ -168,8 +172,8 @@ def compare(size: int, steps: int, out: Path) -> dict:
     }
 
 
-def _opts(size: int, steps: int) -> list[str]:
-    return ["--size", str(size), "--steps", str(steps), "--precision", "fp32", "--scales", "1"]
+def _opts(size: int, steps: int, precision: str = "fp32") -> list[str]:
+    return ["--size", str(size), "--steps", str(steps), "--precision", precision, "--scales", "1"]
 
 
 def _shape(size: int) -> tuple[int, int]:
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode == "run":
         print(json.dumps(run(args)))
     elif args.mode == "compare":
-        print(json.dumps(compare(args.size, args.steps, Path(args.out or "/tmp/bench_tiling"))))
+        print(json.dumps(compare(args.size, args.steps, Path(args.out or "/tmp/bench_tiling"), args.precision)))
     else:
         tiny = _child("--size", "64", "--steps", "2", "--precision", args.precision, "--scales", "1")
         for size in args.sizes:
