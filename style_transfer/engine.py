@@ -26,6 +26,7 @@ from .images import (
     ImageSource,
     check_min_side,
     load_image,
+    longest_fit,
     pil_to_tensor,
     resize_longest,
     to_pixels,
@@ -266,7 +267,7 @@ def _check_budget(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None) -
     if limit is None:
         return
     device = model.device() if model is not None else resolve_device(cfg.device)
-    width, height = resize_longest(inputs.content, cfg.size).size
+    width, height = longest_fit(inputs.content.size, cfg.size)  # the size alone: no resize at the call
     memory.plan(height, width, cfg, accel.use_bf16(cfg, device), limit, masked=inputs.mask is not None)
 
 

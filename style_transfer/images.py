@@ -185,11 +185,16 @@ def _to_uint8(a: np.ndarray, name: str, bits: int | None = None) -> np.ndarray:
     return np.clip(np.rint(f / top * 255.0), 0, 255).astype(np.uint8)
 
 
+def longest_fit(dimensions: tuple[int, int], size: int) -> tuple[int, int]:
+    """``(width, height)`` scaled so the longest side is ``size`` pixels (each side at least 1 px)."""
+    width, height = dimensions
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resize_longest(img: Image.Image, size: int) -> Image.Image:
     """Resize so the longest side is ``size`` pixels, keeping the aspect ratio (each side at least 1 px)."""
-    width, height = img.size
-    scale = size / max(width, height)
-    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    new = longest_fit(img.size, size)
     return img if new == img.size else img.resize(new, Image.Resampling.LANCZOS)
 
 
