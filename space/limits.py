@@ -15,11 +15,14 @@ __all__ = [
     "GPU_DURATION_MIN_S",
     "GPU_WORKER_START_S",
     "MAX_PREVIEWS",
+    "MAX_SIZE_CPU",
+    "MAX_SIZE_GPU",
     "MAX_UPLOAD",
     "MAX_UPLOAD_BYTES",
     "STOP_STATE_TTL_S",
     "ZEROGPU_QUEUE",
     "QueueLimits",
+    "max_size",
     "queue_limits",
 ]
 
@@ -29,6 +32,17 @@ MAX_UPLOAD = "20mb"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # what Gradio makes of "20mb"
 
 # --- One run ----------------------------------------------------------------------------------------------------
+# Longest side of the output in the Space (the engine goes to 8192): 4096 px on a GPU, where a picture too big for
+# its memory is computed in tiles and GPU time is the bound; 2048 px on a CPU, where a 2048 px run already takes
+# minutes between previews and a bigger one would take most of the machine's memory.
+MAX_SIZE_GPU, MAX_SIZE_CPU = 4096, 2048
+
+
+def max_size(on_gpu: bool) -> int:
+    """The Space's largest output size where it runs."""
+    return MAX_SIZE_GPU if on_gpu else MAX_SIZE_CPU
+
+
 # ZeroGPU allocation per run, seconds: the estimate (zerogpu.gpu_duration) is clamped to this range. A run that would
 # outlast its allocation stops itself before it (checked every step), with its latest image and a note.
 GPU_DURATION_MIN_S, GPU_DURATION_MAX_S = 15, 240

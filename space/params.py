@@ -20,6 +20,7 @@ import gradio as gr
 from style_transfer.config import OUTPUT_FORMATS, PRESETS, default_of, field_spec, number, preset
 
 from .guards import guard_image_input, guard_region, guard_setting
+from .limits import MAX_SIZE_GPU
 
 REQUIRED = inspect.Parameter.empty
 
@@ -42,23 +43,25 @@ def _spec(name: str) -> tuple[dict, Any]:
     return dict(f.metadata), default_of(f)
 
 
-def _doc(meta: dict) -> str:
-    """A setting's API description: the config's help, with its range or choices."""
+def _doc(meta: dict, top: float | None = None) -> str:
+    """A setting's API description: the config's help, with its range (up to ``top``, the Space's own maximum, when
+    given) or choices."""
     if meta["choices"]:
         return f"{meta['help']} One of: {', '.join(meta['choices'])}."
     if meta["min"] is not None:
-        return f"{meta['help']} Range {number(meta['min'])}-{number(meta['max'])}."
+        return f"{meta['help']} Range {number(meta['min'])}-{number(meta['max'] if top is None else top)}."
     return meta["help"]
 
 
-def slider(name: str, label: str, step: float) -> Param:
-    """A StyleConfig field as a slider: range, default and help from the config."""
+def slider(name: str, label: str, step: float, maximum: float | None = None) -> Param:
+    """A StyleConfig field as a slider: range, default and help from the config (``maximum``: the Space's own)."""
     meta, default = _spec(name)
+    top = meta["max"] if maximum is None else maximum
 
     def make(value):
-        return gr.Slider(meta["min"], meta["max"], value=value, step=step, label=label, info=meta["help"])
+        return gr.Slider(meta["min"], top, value=value, step=step, label=label, info=meta["help"])
 
-    return Param(name, _doc(meta), make, type(default), default)
+    return Param(name, _doc(meta, top), make, type(default), default)
 
 
 def number_box(name: str, label: str, **kw: Any) -> Param:
@@ -126,7 +129,7 @@ PARAMS: tuple[Param, ...] = (
           required=True, sources=["upload", "clipboard", "webcam"]),
     image("style", "style image", "the painting whose style to copy (image file or URL).", "Style image", 300, "style",
           required=True),
-    slider("size", "Output size (px)", 16),
+    slider("size", "Output size (px)", 16, maximum=MAX_SIZE_GPU),
     slider("steps", "Steps", 1),
     slider("style_strength", "Style strength", 0.5),
     slider("learning_rate", "Learning rate", 0.001),

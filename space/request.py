@@ -11,14 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import gradio as gr
+import torch
 from PIL import Image, ImageChops
 
-from style_transfer.config import OUTPUT_FORMATS, ConfigError, StyleConfig
+from style_transfer.config import MAX_SIZE, OUTPUT_FORMATS, ConfigError, StyleConfig
 from style_transfer.engine import Prepared, prepare
 from style_transfer.images import ImageError, load_image, resize_longest
 
 from .errors import user_error
-from .limits import MAX_PREVIEWS
+from .limits import MAX_PREVIEWS, max_size
 from .params import BY_NAME
 
 # Only sizes and settings are logged, never file names, paths or pixels.
@@ -84,6 +85,12 @@ def check_request(values: Mapping[str, object]) -> Request:
         background = values.get("background_style")
         prepared = prepare(values["content"], styles, mask=mask, background_style=background, **engine_settings(values))
         cfg = prepared.config
+        top = max_size(torch.cuda.is_available())
+        if cfg.size > top:
+            raise ConfigError(
+                f"size: {cfg.size} px is above this Space's limit of {top} px "
+                f"(the command line and the Python API go to {MAX_SIZE} px)"
+            )
         if cfg.steps > MAX_PREVIEWS * cfg.preview_every:  # every preview is a PNG in the cache: bound them
             cfg = prepared.config = cfg.replace(preview_every=math.ceil(cfg.steps / MAX_PREVIEWS))
         # The GPU worker gets the request pickled: images no larger than the run uses, not a 50 MP upload.

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         default="stylized.png",
-        help="output file (.png, .jpg or .webp); the settings are embedded in it",
+        help="output file (.png, .jpg, .webp, or .tif for 16 bits per channel); the settings are embedded in it",
     )
     parser.add_argument(
         "--preset",
@@ -189,7 +189,8 @@ def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> str | None:
         return None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        save_image(frame.image, output, settings={**cfg.to_dict(), "steps_done": frame.step})
+        settings = {**cfg.to_dict(), "steps_done": frame.step}
+        save_image(frame.image, output, settings=settings, image16=frame.image16)
     except OSError as exc:
         return f"could not be saved to {output}: {exc.strerror or exc}"
     return None

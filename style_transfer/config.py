@@ -17,7 +17,8 @@ INIT_CHOICES = ("content", "noise", "gray", "style-mean")
 
 # Limits that are not fields of one run but bound them (also used by the UI and the image loader).
 MIN_SIZE = 32
-MAX_SIZE = 2048
+# 8192 px: beyond what any machine holds untiled, so a run over the memory budget is computed in tiles (memory.py).
+MAX_SIZE = 8192
 MAX_STEPS = 5000
 # Automatic coarse-to-fine (scales=0) starts at about this size: 1024 px runs at 512 then 1024, 2048 px at 512,
 # 1024, 2048; up to ~720 px is one scale (smaller starts lost the photo's layout on the quality harness).
@@ -179,6 +180,13 @@ class StyleConfig:
     device: str = _field(
         "auto", "Where to run: auto (CUDA when available), cpu or cuda.", choices=("auto", "cpu", "cuda"), advanced=True
     )
+    memory_limit: str = _field(
+        "auto",
+        "Most memory the run may use for the picture, the optimiser and the network's activations (the weights "
+        "aside), e.g. 512M, 2G or 3.5G: a picture that would not fit is computed in tiles, with the same result. "
+        "auto = the free memory on a GPU, no limit on a CPU.",
+        advanced=True,
+    )
 
     def validate(self) -> StyleConfig:
         """Check every field against its range; raise :class:`ConfigError` naming the field. Returns ``self``."""
@@ -205,6 +213,12 @@ class StyleConfig:
             raise ConfigError("style_layer_weights: at least one weight must be above 0.")
         if self.style_blend_weights and not sum(self.style_blend_weights) > 0:
             raise ConfigError("style_blend_weights: at least one style's blend weight must be above 0.")
+        from .memory import parse_size  # here: memory reads this module
+
+        try:
+            parse_size(self.memory_limit)
+        except ValueError as exc:
+            raise ConfigError(f"memory_limit: {exc}") from None
         weights = [f.name for f in dataclasses.fields(self) if f.name.endswith("_weight")]  # the cost terms'
         if not any(getattr(self, name) for name in weights):
             raise ConfigError(f"{', '.join(weights)}: at least one must be above 0.")

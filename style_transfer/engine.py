@@ -9,16 +9,18 @@ no further step runs. Between previews the loop never copies to the host: costs 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import accel, colour, graphs, losses
+from . import accel, colour, graphs, losses, memory
 from .config import StyleConfig
 from .images import (
     ImageError,
@@ -26,13 +28,16 @@ from .images import (
     check_input_side,
     check_min_side,
     load_image,
+    longest_fit,
     pil_to_tensor,
     resize_longest,
     to_pixels,
+    to_pixels16,
 )
 from .limits import UPSCALE_NOTE_FACTOR
 from .model import VGGFeatures, load_model, resolve_device
 from .terms import Term, TermValue, active_terms
+from .tiling import TiledObjective
 
 
 @dataclass
@@ -48,6 +53,9 @@ class Frame:
     num_scales: int = 1
     terms: tuple[TermValue, ...] = ()  # the terms of J, each with its label, weight and weighted value
     stopped: bool = False  # the run ended here, before its last step, because ``should_stop`` said so
+    # The final frame's pixels at 16 bits, (H, W, 3) uint16, rounded once from the optimised image (for 16-bit
+    # files; ``image`` is rounded to 8 bits). None on the other frames.
+    image16: np.ndarray | None = None
 
     @property
     def total(self) -> float:
@@ -330,9 +338,20 @@ def stylize(
     so far, marked ``stopped``.
     """
     start = time.perf_counter()
-    # At the call, so a bad setting or image fails there, not at the first next().
+    # At the call, so a bad setting, image or memory budget fails there, not at the first next().
     prepared = prepare(content, style, config, mask=mask, background_style=background_style, **overrides)
+    _check_budget(prepared.inputs, prepared.config, model)
     return _frames(prepared.inputs, prepared.config, model, start, should_stop)
+
+
+def _check_budget(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None) -> None:
+    """A ``memory_limit`` too small for the output size fails at the call (MemoryBudgetError names what works)."""
+    limit = memory.parse_size(cfg.memory_limit)
+    if limit is None:
+        return
+    device = model.device() if model is not None else resolve_device(cfg.device)
+    width, height = longest_fit(inputs.content.size, cfg.size)  # the size alone: no resize at the call
+    memory.plan(height, width, cfg, accel.use_bf16(cfg, device), limit, masked=inputs.mask is not None)
 
 
 def _frames(
@@ -385,11 +404,31 @@ class _Stage:
         self.styles = styles
         mask = _mask_tensor(inputs.mask, self.content) if inputs.mask is not None else None
         amp = accel.use_bf16(cfg, device)
-        self.objective = Objective(
-            model, self.content, styles, cfg, cfg.style_blend_weights or None, mask, background, amp=amp
-        )
+        height, width = self.content.shape[-2:]
+        plan = memory.plan(height, width, cfg, amp, memory.budget(cfg, device), masked=mask is not None)
+        blend = cfg.style_blend_weights or None
+        self.objective: Objective | TiledObjective
+        if plan.tiled:  # the same J and gradient, the network's memory bounded by one tile
+            tiles = functools.partial(memory.tiles, cfg=cfg, rows=plan.rows, cols=plan.cols)
+            self.objective = TiledObjective(model, self.content, styles, cfg, tiles, blend, mask, background, amp)
+        else:
+            self.objective = Objective(model, self.content, styles, cfg, blend, mask, background, amp=amp)
         # Outside the mask the photo is kept exactly (unless a background style paints it).
         self.keep = (1.0 - mask) if mask is not None and not background else None
+
+    @property
+    def tiled(self) -> bool:
+        """Whether this scale computes its objective over tiles."""
+        return isinstance(self.objective, TiledObjective)
+
+    def value_and_grad(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """J at ``image`` and its terms, with ``∂J/∂image`` accumulated into the leaf ``image`` comes from (call with
+        gradients on). Tiled or not, the same numbers to float error."""
+        if isinstance(self.objective, TiledObjective):
+            return self.objective.backward(image)
+        total, terms = self.objective(image)
+        total.backward()
+        return total, terms
 
     def start_image(self, previous: torch.Tensor | None) -> torch.Tensor:
         """The first scale starts from ``cfg.init``; later ones from the previous result, upscaled."""
@@ -427,7 +466,8 @@ class _Stage:
         if self.cfg.preserve_colors == "luminance":
             shown = colour.keep_content_colours(shown, self.content)
         costs = torch.stack([v.detach().float() for v in terms.values()])  # one host copy for all the costs
-        return _PendingFrame(self, step, list(terms), _to_host(costs), _to_host(to_pixels(shown)))
+        precise = _to_host(to_pixels16(shown)) if step >= self.cfg.steps else None
+        return _PendingFrame(self, step, list(terms), _to_host(costs), _to_host(to_pixels(shown)), precise)
 
 
 def _to_host(tensor: torch.Tensor) -> torch.Tensor:
@@ -444,6 +484,7 @@ class _PendingFrame:
     names: list[str]
     costs: torch.Tensor
     pixels: torch.Tensor
+    pixels16: torch.Tensor | None = None
     copied: torch.cuda.Event | None = None
 
     def __post_init__(self) -> None:
@@ -471,7 +512,8 @@ class _PendingFrame:
             time.perf_counter() - stage.start,
             stage.scale,
             stage.num_scales,
-            stage.objective.describe(values),
+            terms=stage.objective.describe(values),
+            image16=None if self.pixels16 is None else self.pixels16.numpy(),
         )
 
 
@@ -488,7 +530,7 @@ def _optimise(
     """
     cfg = stage.cfg
     lbfgs = cfg.optimizer == "lbfgs"
-    graphed = graphs.wanted(cfg.cuda_graphs, image.device)
+    graphed = graphs.wanted(cfg.cuda_graphs, image.device) and not stage.tiled  # a graph would hold every tile
     optimizer = _make_optimizer(cfg, image, capturable=graphed)
     step_graph = closure_graph = None
     if graphed and lbfgs:
@@ -537,10 +579,9 @@ def _adam_step(
     frame = None
     with torch.enable_grad():
         optimizer.zero_grad(set_to_none=True)
-        total, terms = stage.objective(image)
+        _, terms = stage.value_and_grad(image)
         if preview_step is not None:
             frame = stage.frame(image, terms, preview_step)
-        total.backward()
     optimizer.step()
     with torch.no_grad():
         stage.project_(image)
@@ -555,8 +596,7 @@ LBFGS_MAX_MOVE = 0.5
 def _lbfgs_loss(stage: _Stage, image: torch.Tensor) -> torch.Tensor:
     """J of the projected image, back-propagated to ``image`` (what an L-BFGS evaluation computes)."""
     # L-BFGS sees J(project(x)): clamping x in place after its step would break its curvature pairs.
-    total, _ = stage.objective(stage.project(image))
-    total.backward()
+    total, _ = stage.value_and_grad(stage.project(image))
     return total
 
 

@@ -196,11 +196,16 @@ def _to_uint8(a: np.ndarray, name: str, bits: int | None = None) -> np.ndarray:
     return np.clip(np.rint(f / top * 255.0), 0, 255).astype(np.uint8)
 
 
+def longest_fit(dimensions: tuple[int, int], size: int) -> tuple[int, int]:
+    """``(width, height)`` scaled so the longest side is ``size`` pixels (each side at least 1 px)."""
+    width, height = dimensions
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def resize_longest(img: Image.Image, size: int) -> Image.Image:
     """Resize so the longest side is ``size`` pixels, keeping the aspect ratio (each side at least 1 px)."""
-    width, height = img.size
-    scale = size / max(width, height)
-    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    new = longest_fit(img.size, size)
     return img if new == img.size else img.resize(new, Image.Resampling.LANCZOS)
 
 
@@ -222,3 +227,11 @@ def to_pixels(tensor: torch.Tensor) -> torch.Tensor:
     if t.dim() == 4:
         t = t[0]
     return t.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def to_pixels16(tensor: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] -> (H, W, 3) uint16 (0-65535), on the tensor's device."""
+    t = tensor.detach()
+    if t.dim() == 4:
+        t = t[0]
+    return t.clamp(0, 1).mul(65535).round_().to(torch.uint16).permute(1, 2, 0).contiguous()

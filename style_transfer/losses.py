@@ -110,6 +110,13 @@ def gram(a: torch.Tensor) -> torch.Tensor:
         return _Gram.apply(a, None)
 
 
+def weighted_gram(a: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``Σ_p w_p² a_p a_pᵀ``: the Gram of ``a · weight`` (``weight`` (1, 1, H, W)), un-normalised; its sum over the
+    tiles of a picture is the picture's (:mod:`.tiling`)."""
+    with torch.autocast(a.device.type, enabled=False):
+        return _Gram.apply(a, weight)
+
+
 def normalized_gram(a: torch.Tensor) -> torch.Tensor:
     """``G / (nH·nW)``: the Gram divided by its own spatial size, so images of different sizes are comparable."""
     _, _, h, w = a.shape

@@ -75,7 +75,7 @@ def test_text_file_as_style(capsys, content_path, tmp_path):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--size", "0"], "size: 0 is outside the allowed range [32, 2048]"),
+        (["--size", "0"], "size: 0 is outside the allowed range [32, 8192]"),
         (["--steps", "lots"], "steps: expected a number"),
         (["--lr", "nan"], "--learning-rate: must be a finite number"),
         (["--save-every", "0", "frames"], "--save-every: N must be a whole number >= 1"),

@@ -21,8 +21,8 @@ def test_defaults_are_valid_and_documented():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"size": 0}, r"size: 0 is outside the allowed range \[32, 2048\]"),
-        ({"size": 10_000}, r"size: 10000 is outside the allowed range \[32, 2048\]"),
+        ({"size": 0}, r"size: 0 is outside the allowed range \[32, 8192\]"),
+        ({"size": 10_000}, r"size: 10000 is outside the allowed range \[32, 8192\]"),
         ({"steps": 0}, r"steps: 0 is outside the allowed range \[1, 5000\]"),
         ({"steps": 2.5}, r"steps: expected a whole number"),
         ({"steps": "many"}, r"steps: expected a number"),

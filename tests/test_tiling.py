@@ -1,0 +1,190 @@
+"""Tiles: a run under a memory budget too small for the whole picture computes the same objective over tiles, and
+ends where the untiled run of the same seed ends, to float error; a budget too small for any tile is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from style_transfer import StyleConfig, memory, stylize, tiling
+from style_transfer.config import ConfigError
+from style_transfer.engine import Objective
+from style_transfer.images import pil_to_tensor
+from tests.conftest import make_content, make_style
+
+# Layers to block3 keep the halo small (16 px), so tiny pictures have real halos and interiors; one case below
+# takes the default layers (to block5_conv1: an 80 px halo).
+SHALLOW = {"style_layers": ("block1_conv1", "block2_conv1", "block3_conv1"), "content_layer": "block3_conv2"}
+CONTENT = make_content(128, 112)
+STYLES = [make_style(64, 64), make_style(48, 64).transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+
+
+def _half_mask(img: Image.Image) -> Image.Image:
+    mask = Image.new("L", img.size, 0)
+    mask.paste(255, (0, 0, img.width // 2, img.height))
+    return mask
+
+
+def budget_for_tiles(height: int, width: int, cfg: StyleConfig, masked: bool, tiles: int) -> int:
+    """A budget under which the planner splits the picture into at least ``tiles`` tiles."""
+    budget = memory.plan(height, width, cfg, False, None, masked).bytes
+    while True:
+        budget *= 0.9
+        plan = memory.plan(height, width, cfg, False, budget, masked)
+        if plan.rows * plan.cols >= tiles:
+            return int(budget)
+
+
+def _final(content, styles, cfg, model, **kw):
+    *_, final = stylize(content, styles, cfg, model=model, **kw)
+    return final
+
+
+CASES = {
+    "adam, mask, two styles, background": ({}, True),
+    "lbfgs": ({"optimizer": "lbfgs", "steps": 5}, False),
+    "coarse-to-fine": ({"scales": 2}, False),
+    "colour: histogram": ({"preserve_colors": "histogram"}, False),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_tiled_run_ends_where_the_untiled_run_ends(case, model):
+    settings, masked = CASES[case]
+    cfg = StyleConfig(**{"size": 128, "steps": 6, "scales": 1, "precision": "fp32", **SHALLOW, **settings}).validate()
+    kw = {"mask": _half_mask(CONTENT), "background_style": STYLES[1]} if masked else {}
+    height, width = 112, 128
+    limit = budget_for_tiles(height, width, cfg, masked, tiles=4)
+    assert memory.plan(height, width, cfg, False, limit, masked).bytes <= limit
+    untiled = _final(CONTENT, STYLES, cfg, model, **kw)
+    tiled = _final(CONTENT, STYLES, cfg.replace(memory_limit=str(limit)), model, **kw)
+    for name, value in untiled.losses.items():
+        assert tiled.losses[name] == pytest.approx(value, rel=1e-4, abs=1e-9), name
+    assert _psnr(tiled.image16, untiled.image16) > 60
+
+
+def test_default_layers_tile_with_their_full_halo(model):
+    """To block5_conv1 (80 px halos), at least 4 tiles smaller than the picture: the same cost and gradient."""
+    cfg = StyleConfig(size=224, precision="fp32").validate()
+    content = pil_to_tensor(make_content(224, 208))
+    styles = [pil_to_tensor(s) for s in STYLES]
+    image = _noisy(content)
+    plan = memory.plan(208, 224, cfg, False, budget_for_tiles(208, 224, cfg, False, tiles=4), False)
+    tiles = memory.tiles(208, 224, cfg, plan.rows, plan.cols)
+    assert len(tiles) >= 4 and max(t.pixels for t in tiles) < 208 * 224
+    untiled = image.clone().requires_grad_(True)
+    total, _ = Objective(model, content, styles, cfg)(untiled)
+    total.backward()
+    tiled = image.clone().requires_grad_(True)
+
+    def planner(height, width):
+        return memory.tiles(height, width, cfg, plan.rows, plan.cols)
+
+    total_tiled, _ = tiling.TiledObjective(model, content, styles, cfg, planner).backward(tiled)
+    assert float(total_tiled) == pytest.approx(float(total.detach()), rel=1e-5)
+    error = (tiled.grad - untiled.grad).norm() / untiled.grad.norm()
+    assert float(error) < 1e-5
+
+
+def test_a_halo_short_of_the_receptive_field_is_not_exact(model):
+    """The halo is what makes it exact: one pooling cell less and the gradient differs."""
+    cfg = StyleConfig(size=128, precision="fp32", **SHALLOW).validate()
+    content, styles = pil_to_tensor(CONTENT), [pil_to_tensor(s) for s in STYLES]
+    start = _noisy(content)  # flat areas tie in max pooling: a rounding difference would pick another maximum
+    align, halo = tiling.halo_for((cfg.content_layer, *cfg.style_layers))
+    errors = []
+    for width in (halo, halo - align):
+        image = start.clone().requires_grad_(True)
+        Objective(model, content, styles, cfg)(image)[0].backward()
+        tiled = start.clone().requires_grad_(True)
+        planner = lambda h, w: tiling.grid(h, w, 2, 2, align, width)  # noqa: B023, E731 - used at once
+        tiling.TiledObjective(model, content, styles, cfg, planner).backward(tiled)
+        errors.append(float((tiled.grad - image.grad).norm() / image.grad.norm()))
+    assert errors[0] < 2e-6 and errors[1] > 20 * errors[0]  # 3.5e-7 and 4.3e-5 measured
+
+
+def test_receptive_field_of_vgg19():
+    assert tiling.layer_reach(("block1_conv1",)) == (1, 1)
+    assert tiling.layer_reach(("block5_conv1", "block4_conv2")) == (16, 70)  # a 156 px field
+    assert tiling.halo_for(("block5_conv1",)) == (16, 80)
+
+
+def test_a_budget_too_small_for_any_tile_says_what_works(model):
+    cfg = StyleConfig(size=128, steps=1, precision="fp32")
+    with pytest.raises(memory.MemoryBudgetError, match=r"memory_limit: 1M is too small .* needs at least (\S+)") as err:
+        stylize(CONTENT, STYLES[0], cfg, model=model, memory_limit="1M")
+    least = err.value.args[0].split("needs at least ")[1].split(" ")[0]
+    *_, final = stylize(CONTENT, STYLES[0], cfg, model=model, memory_limit=least)  # the smallest that works does
+    assert final.done
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("3G", 3 * 2**30), ("512M", 512 * 2**20), ("1.5g", 3 * 2**29), ("2GB", 2**31), ("auto", None)]
+)
+def test_sizes_parse(text, size):
+    assert memory.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "3X"])
+def test_a_bad_size_is_refused_by_name(text):
+    with pytest.raises(ConfigError, match="memory_limit"):
+        StyleConfig(memory_limit=text).validate()
+
+
+def _noisy(image: torch.Tensor) -> torch.Tensor:
+    return (image + 0.05 * torch.rand(image.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) / 65535 - b.astype(np.float64) / 65535) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def test_cli_refuses_a_budget_too_small_with_exit_code_2(tmp_path, capsys):
+    from style_transfer import cli
+
+    CONTENT.save(tmp_path / "c.png")
+    STYLES[0].save(tmp_path / "s.png")
+    argv = [str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(tmp_path / "out.png"), "--size", "128"]
+    assert cli.main([*argv, "--memory-limit", "2M", "--steps", "1", "-q"]) == cli.EXIT_USAGE
+    assert "--memory-limit: 2M is too small" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_sizes_beyond_the_limits_are_refused_by_name(tmp_path):
+    import gradio as gr
+
+    from space import limits
+    from space.request import check_request
+
+    with pytest.raises(ConfigError, match=r"size: 8193 is outside the allowed range \[32, 8192\]"):
+        StyleConfig(size=8193).validate()
+    assert StyleConfig(size=8192).validate().size == 8192
+    on_gpu = torch.cuda.is_available()
+    top = limits.max_size(on_gpu)
+    assert top == (4096 if on_gpu else 2048)
+    CONTENT.save(tmp_path / "c.png")
+    STYLES[0].save(tmp_path / "s.png")
+    with pytest.raises(gr.Error, match=rf"size: {top + 16} px is above this Space's limit of {top} px"):
+        check_request({"content": str(tmp_path / "c.png"), "style": str(tmp_path / "s.png"), "size": top + 16})
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_budgeted_run_stays_within_its_budget(optimizer, model, tmp_path):
+    """The live tensors' peak (PyTorch's profiler, the weights loaded before) stays under the budget, which is
+    below what the same run takes untiled."""
+    from tests.test_memory import _peak_growth_mb
+
+    cfg = StyleConfig(size=160, steps=3, scales=1, precision="fp32", optimizer=optimizer, **SHALLOW).validate()
+    content = make_content(160, 144)
+    pixels = 160 * 144
+    state = memory.state_bytes_per_pixel(cfg, False, False, tiled=True) * pixels
+    limit = int(state + memory.PASS_BYTES + 0.25 * memory.activation_bytes_per_pixel(False) * pixels)
+    assert memory.plan(144, 160, cfg, False, limit).tiled
+    peaks = {}
+    for name, budget in (("untiled", "auto"), ("tiled", str(limit))):
+        run = lambda b=budget: list(stylize(content, STYLES[0], cfg, model=model, memory_limit=b))  # noqa: E731
+        peaks[name] = _peak_growth_mb(run, tmp_path) * 2**20
+    assert peaks["tiled"] <= limit < peaks["untiled"], (peaks, limit)
