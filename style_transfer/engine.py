@@ -142,6 +142,7 @@ class Objective:
         mask: torch.Tensor | None = None,
         background: Sequence[torch.Tensor] = (),
         amp: bool = False,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.amp = amp  # bf16 autocast for the network; the targets use it too, so both sides match
@@ -154,6 +155,7 @@ class Objective:
             self.style_targets = self._blended_grams(styles, blend)
             self.background_targets = self._blended_grams(background, None) if background else None
             self.masks = self._layer_masks(mask, content) if mask is not None else None
+        self.temporal = temporal  # (target image, per-pixel reliability) at this scale, or None
 
     def _blended_grams(self, images: Sequence[torch.Tensor], blend: Sequence[float] | None) -> list[torch.Tensor]:
         weights = list(blend) if blend else [1.0] * len(images)
@@ -203,6 +205,9 @@ class Objective:
         terms = {"content": j_content, "style": j_style, "total": total}
         if j_tv is not None:
             terms["tv"] = j_tv
+        if self.temporal is not None and self.cfg.temporal_weight:
+            terms["temporal"] = losses.temporal_cost(image, *self.temporal)
+            terms["total"] = total = total + self.cfg.temporal_weight * terms["temporal"]
         return total, terms
 
 
@@ -214,6 +219,8 @@ def stylize(
     model: VGGFeatures | None = None,
     mask: ImageSource | None = None,
     background_style: StyleSource | None = None,
+    init_image: torch.Tensor | None = None,
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     **overrides: object,
 ) -> Iterator[Frame]:
     """Paint ``content`` in the style of ``style`` (Gatys et al.), yielding :class:`Frame` objects as it goes.
@@ -224,6 +231,9 @@ def stylize(
     e.g. ``stylize("a.jpg", "b.jpg", size=256, steps=200)``. Settings and inputs are validated by the call itself
     (:class:`ConfigError`, :class:`ImageError`, ``ValueError``), before any network work.
     Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used).
+    ``init_image`` (1, 3, H, W) in [0, 1] replaces ``cfg.init`` as the starting image (resized to each run's
+    first scale); ``temporal`` = (target, reliability), (1, 3, H, W) and (1, 1, H, W), adds the cost
+    ``temporal_weight`` · mean(reliability · (image − target)²): how a video's frame is tied to the previous one.
     """
     start = time.perf_counter()
     if config is not None and not isinstance(config, StyleConfig):
@@ -241,10 +251,17 @@ def stylize(
     if inputs.mask is not None and not inputs.background_styles and inputs.mask.getextrema()[1] == 0:
         raise ImageError("mask: it is black everywhere, so nothing would be painted (white = paint here)")
     # Everything above runs at the call, so a bad setting or image fails there, not at the first next().
-    return _frames(inputs, cfg, model, start)
+    return _frames(inputs, cfg, model, start, init_image, temporal)
 
 
-def _frames(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: float) -> Iterator[Frame]:
+def _frames(
+    inputs: Inputs,
+    cfg: StyleConfig,
+    model: VGGFeatures | None,
+    start: float,
+    init_image: torch.Tensor | None = None,
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Iterator[Frame]:
     """The run itself, for :func:`stylize`: every scale's optimisation, then the final frame."""
     if model is None:
         model = load_model(cfg.weights, resolve_device(cfg.device), cfg.pooling)
@@ -256,8 +273,8 @@ def _frames(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: 
     done_steps = 0
     try:
         for scale, (size, steps) in enumerate(schedule):
-            stage = _Stage(model, inputs, cfg, size, scale, len(schedule), start)
-            image = stage.start_image(image)
+            stage = _Stage(model, inputs, cfg, size, scale, len(schedule), start, temporal)
+            image = stage.start_image(image if image is not None or init_image is None else init_image)
             for frame in _optimise(stage, image, steps, done_steps):
                 last = frame
                 yield frame  # a consumer that closes us here stops the run: no further step
@@ -273,7 +290,15 @@ class _Stage:
     """Everything for one scale of a run: inputs at that size, the objective, and the region to keep."""
 
     def __init__(
-        self, model: VGGFeatures, inputs: Inputs, cfg: StyleConfig, size: int, scale: int, num_scales: int, start: float
+        self,
+        model: VGGFeatures,
+        inputs: Inputs,
+        cfg: StyleConfig,
+        size: int,
+        scale: int,
+        num_scales: int,
+        start: float,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         device = model.device()
         self.cfg, self.scale, self.num_scales, self.start = cfg, scale, num_scales, start
@@ -291,14 +316,25 @@ class _Stage:
         self.styles = styles
         mask = _mask_tensor(inputs.mask, self.content) if inputs.mask is not None else None
         amp = accel.use_bf16(cfg, device)
+        if temporal is not None:  # at this scale's size, on its device
+            temporal = tuple(_upscale(t.to(device), self.content) for t in temporal)  # type: ignore[assignment]
         self.objective = Objective(
-            model, self.content, styles, cfg, cfg.style_blend_weights or None, mask, background, amp=amp
+            model,
+            self.content,
+            styles,
+            cfg,
+            cfg.style_blend_weights or None,
+            mask,
+            background,
+            amp=amp,
+            temporal=temporal,
         )
         # Outside the mask the photo is kept exactly (unless a background style paints it).
         self.keep = (1.0 - mask) if mask is not None and not background else None
 
     def start_image(self, previous: torch.Tensor | None) -> torch.Tensor:
-        """The first scale starts from ``cfg.init``; later ones from the previous result, upscaled."""
+        """The first scale starts from ``cfg.init`` (or the given image); later ones from the previous result,
+        upscaled."""
         if previous is None:
             image = _initial_image(self.content, self.styles, self.cfg)
         else:

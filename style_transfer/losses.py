@@ -167,6 +167,15 @@ def tv_cost(image: torch.Tensor) -> torch.Tensor:
     return (dx.float().pow(2).sum() + dy.float().pow(2).sum()) / float(height * width)
 
 
+def temporal_cost(image: torch.Tensor, target: torch.Tensor, reliability: torch.Tensor) -> torch.Tensor:
+    """Short-term temporal cost of a video frame (Ruder et al. 2016, eq. 7): ``1/D · Σ c · (x − ω)²`` over the
+    ``D`` = C·H·W values, where ``ω`` is the previous stylised frame warped onto this one and ``c`` in [0, 1] how
+    much each pixel's warp is trusted (0 where the previous frame did not see it). Averaged, like the other costs,
+    so one weight suits every size."""
+    diff = image.float() - target.float()
+    return (reliability.float() * diff.pow(2)).sum() / float(image.numel())
+
+
 def total_cost(
     j_content: torch.Tensor,
     j_style: torch.Tensor,
