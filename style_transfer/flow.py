@@ -23,7 +23,7 @@ def _gray(img: Image.Image | np.ndarray) -> np.ndarray:
 
 
 def optical_flow(
-    source: Image.Image | np.ndarray, target: Image.Image | np.ndarray, preset: str = "fast"
+    source: Image.Image | np.ndarray, target: Image.Image | np.ndarray, preset: str = "medium"
 ) -> np.ndarray:
     """Dense flow (H, W, 2) float32 from ``source`` to ``target``: pixel (x, y) of ``source`` is seen at
     (x + u, y + v) in ``target``."""

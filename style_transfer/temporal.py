@@ -193,7 +193,11 @@ def _guide(
     """``stylised`` (the result for frame ``source``) warped onto frame ``target``, and where to trust it."""
     backward = flow.optical_flow(target, source, preset)  # for each pixel of target: where it was in source
     forward = flow.optical_flow(source, target, preset)
-    warped, _ = flow.warp(stylised, backward)
+    warped, inside = flow.warp(stylised, backward)
+    # What came into view has no previous result: it starts from the photo (a replicated edge would smear into
+    # streaks that the next frames then keep).
+    photo = np.asarray(target, dtype=np.float32) / 255.0
+    warped = np.where(inside[..., None] > 0, warped, photo)
     return warped, flow.reliability(backward, forward)
 
 
