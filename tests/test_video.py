@@ -129,6 +129,28 @@ def test_animated_webp_output(tmp_path):
     assert read_video_settings(out) == {"a": 1}
 
 
+@pytest.mark.parametrize(("suffix", "codec"), [(".webm", "libvpx-vp9"), (".mov", "libx264"), (".mkv", "libx264")])
+def test_other_containers_are_read_whole(tmp_path, suffix, codec):
+    path = tmp_path / f"in{suffix}"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for array in pan(4):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    clip = read_clip(path, 48)
+    assert len(clip) == 4 and clip.fps == 10 and clip.size == (48, 36)
+
+
+def test_animated_webp_input(tmp_path):
+    images = [Image.fromarray(f) for f in pan(3)]
+    images[0].save(tmp_path / "in.webp", save_all=True, append_images=images[1:], duration=[100, 100, 100], loop=0)
+    clip = read_clip(tmp_path / "in.webp", 48)
+    assert len(clip) == 3 and clip.durations == pytest.approx([0.1] * 3)
+
+
 def test_variable_frame_rate_keeps_each_frames_time(tmp_path):
     times = [0.0, 0.1, 0.15, 0.4, 0.5]
     clip = read_clip(make_mp4(tmp_path / "vfr.mp4", pan(5), times=times), 48)
