@@ -268,3 +268,19 @@ def test_cli_refuses_a_still_image_output_for_a_clip(tmp_path, style_path, capsy
     code = cli.main([str(clip_path), str(style_path), "-o", str(tmp_path / "out.png"), "-q"])
     assert code == cli.EXIT_USAGE
     assert ".mp4, .gif or .webp" in capsys.readouterr().err
+
+
+def test_loop_ties_the_last_frame_to_the_first(tmp_path, style_path, model):
+    """With loop, the last frame is pulled towards the first frame's result too: it ends closer to it."""
+    frames = pan(4, dx=2)
+    frames[-1] = frames[0]  # a clip that comes back to where it started, as a looping GIF does
+    clip = video.Clip([Image.fromarray(f) for f in frames], [0, 0.1, 0.2, 0.3], [0.1] * 4, Fraction(10))
+
+    def gap(loop: bool) -> float:
+        run = stylize_video(
+            clip, style_path, model=model, size=64, steps=10, frame_steps=10, temporal_weight=1e14, loop=loop
+        )
+        outs = [np.asarray(f.image, np.float32) for f in finished(run)]
+        return float(np.abs(outs[-1] - outs[0]).mean())
+
+    assert gap(True) < gap(False)
