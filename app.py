@@ -321,7 +321,7 @@ with demo, gr.Tab("Video", elem_id="video-tab"):
     if VIDEO_EXAMPLES:
         gr.Examples(
             examples=[[str(clip), str(STYLE_EXAMPLES[0])] for clip in VIDEO_EXAMPLES],
-            inputs=video_inputs[:2],
+            inputs=[video_in, video_style_in],
             label="Example clips (made from the example photos; click one, then Generate)",
             api_visibility="private",
         )
