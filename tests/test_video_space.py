@@ -49,3 +49,25 @@ def test_gpu_time_grows_with_frames_and_stays_in_range():
 
     assert duration(10, 256) < duration(60, 256) <= duration(60, 512)
     assert duration(60, 512) <= video_space.limits.VIDEO_GPU_DURATION_MAX_S
+
+
+def test_a_path_outside_the_upload_cache_is_never_read(app_url, tmp_path, style_path):
+    """A caller naming a server file instead of uploading one gets an error; nothing of that file comes back."""
+    import httpx
+
+    from tests.test_video import make_mp4
+
+    secret = make_mp4(tmp_path / "secret.mp4", pan(3))  # a real clip: were it read, the run would succeed
+    hostile = {"path": str(secret), "meta": {"_type": "gradio.FileData"}}
+    with style_path.open("rb") as f:  # the style is uploaded properly: only the clip is hostile
+        uploaded = httpx.post(app_url + "gradio_api/upload", files={"files": f}, timeout=30).json()[0]
+    style = {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+    r = httpx.post(app_url + "gradio_api/call/stylize_video", json={"data": [hostile, style, 48, 1, 1]}, timeout=30)
+    event = None
+    if r.status_code == 200:
+        url = app_url + f"gradio_api/call/stylize_video/{r.json()['event_id']}"
+        with httpx.stream("GET", url, timeout=120) as s:
+            for line in s.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+    assert event in ("error", None)
