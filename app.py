@@ -227,6 +227,10 @@ from space import video as video_space  # noqa: E402
 from style_transfer.config import TEMPORAL_WEIGHT_DEFAULT  # noqa: E402
 
 VIDEO_EXAMPLES = sorted((HERE / "examples" / "video").glob("*.mp4"))
+VIDEO_STYLES = {
+    "lake_boats_pan": HERE / "examples" / "styles" / "starry_night.jpg",
+    "forest_path_zoom": HERE / "examples" / "styles" / "great_wave.jpg",
+}
 VIDEO_DEFAULTS = {"size": 256, "steps": 100, "frame_steps": 40}
 
 
@@ -268,14 +272,14 @@ def stylize_video(
         )
     settings = {**request.config.to_dict(), **request.video.to_dict()}
     running = video_space.VideoRun(request.clip, settings)
-    image = status = None
+    image = None
     for image, status, finished in run_video_on_gpu(request):
         if finished is not None:
             running.frames.append(finished)
         yield image, status, gr.update(), running
     with answered("writing the video"):
         path = video_space.write_result(running)
-    yield image, f"{status} · done", path, None
+    yield image, video_space.done_status(running), path, None
 
 
 with demo, gr.Tab("Video", elem_id="video-tab"):
@@ -297,15 +301,27 @@ with demo, gr.Tab("Video", elem_id="video-tab"):
                 video_stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
         video_out = gr.Video(label="Result", elem_id="video-out", interactive=False)
     with gr.Row():
-        video_size = gr.Slider(32, limits.VIDEO_MAX_SIZE, value=VIDEO_DEFAULTS["size"], step=16, label="Size (px)")
+        video_size = gr.Slider(
+            32, limits.VIDEO_MAX_SIZE, value=VIDEO_DEFAULTS["size"], step=16, label="Size (px)", elem_id="video-size"
+        )
         video_steps = gr.Slider(
-            *video_space.slider_range("steps"), value=VIDEO_DEFAULTS["steps"], step=10, label="Steps (first frame)"
+            *video_space.slider_range("steps"),
+            value=VIDEO_DEFAULTS["steps"],
+            step=1,
+            label="Steps (first frame)",
+            elem_id="video-steps",
         )
         video_frame_steps = gr.Slider(
-            1, 500, value=VIDEO_DEFAULTS["frame_steps"], step=5, label="Steps (each later frame)"
+            *video_space.slider_range("frame_steps"),
+            value=VIDEO_DEFAULTS["frame_steps"],
+            step=1,
+            label="Steps (each later frame)",
+            elem_id="video-frame-steps",
         )
         video_temporal = gr.Number(value=TEMPORAL_WEIGHT_DEFAULT, label="Temporal weight (0 = frames on their own)")
-        video_max_frames = gr.Slider(1, limits.VIDEO_MAX_FRAMES, value=limits.VIDEO_MAX_FRAMES, step=1, label="Frames")
+        video_max_frames = gr.Slider(
+            1, limits.VIDEO_MAX_FRAMES, value=limits.VIDEO_MAX_FRAMES, step=1, label="Frames", elem_id="video-frames"
+        )
         video_loop = gr.Checkbox(value=False, label="Loop (last frame leads to the first)")
     video_running = gr.State(None, time_to_live=limits.STOP_STATE_TTL_S)
     video_inputs = [
@@ -320,7 +336,7 @@ with demo, gr.Tab("Video", elem_id="video-tab"):
     ]
     if VIDEO_EXAMPLES:
         gr.Examples(
-            examples=[[str(clip), str(STYLE_EXAMPLES[0])] for clip in VIDEO_EXAMPLES],
+            examples=[[str(clip), str(VIDEO_STYLES.get(clip.stem, STYLE_EXAMPLES[0]))] for clip in VIDEO_EXAMPLES],
             inputs=[video_in, video_style_in],
             label="Example clips (made from the example photos; click one, then Generate)",
             api_visibility="private",

@@ -51,7 +51,7 @@ class VideoRun:
     clip: Clip
     settings: dict
     frames: list[Image.Image] = field(default_factory=list)
-    updated: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
 
 
 def check_video_request(
@@ -127,6 +127,11 @@ def write_result(run: VideoRun) -> str | None:
     for frame in run.frames:
         writer.add(frame)
     return str(writer.close())
+
+
+def done_status(run: VideoRun) -> str:
+    """The status at the end of a run: how many frames, how long."""
+    return f"Done: {len(run.frames)} frames in {_duration(time.monotonic() - run.started)}."
 
 
 def finish_video(run: VideoRun | None) -> tuple:
