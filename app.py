@@ -282,9 +282,10 @@ def stylize_video(
     yield image, video_space.done_status(running), path, None
 
 
-with demo, gr.Tab("Video", elem_id="video-tab"):
+# Closed until opened: the page above stays what it was (its controls keep their names on the page).
+with demo, gr.Accordion("Video: paint a clip (MP4, WebM, MOV, animated GIF or WebP)", open=False, elem_id="video-tab"):
     gr.Markdown(
-        "## Video\nRepaint a short clip (MP4, WebM, MOV, animated GIF or WebP) frame by frame. Each frame starts "
+        "Repaint a short clip (MP4, WebM, MOV, animated GIF or WebP) frame by frame. Each frame starts "
         "from the previous one moved along the motion, so the strokes follow the picture instead of flickering."
     )
     with gr.Row():
