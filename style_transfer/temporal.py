@@ -193,12 +193,13 @@ def _guide(
     """``stylised`` (the result for frame ``source``) warped onto frame ``target``, and where to trust it."""
     backward = flow.optical_flow(target, source, preset)  # for each pixel of target: where it was in source
     forward = flow.optical_flow(source, target, preset)
-    warped, inside = flow.warp(stylised, backward)
-    # What came into view has no previous result: it starts from the photo (a replicated edge would smear into
-    # streaks that the next frames then keep).
+    warped, _ = flow.warp(stylised, backward)
+    trust = flow.reliability(backward, forward)
+    # What came into view (at the border, or from behind something that moved) has no previous result: it starts
+    # from the photo. Warped there it would be a smear of the edge, or a ghost of what moved, that fewer steps
+    # cannot paint over and the next frames would keep.
     photo = np.asarray(target, dtype=np.float32) / 255.0
-    warped = np.where(inside[..., None] > 0, warped, photo)
-    return warped, flow.reliability(backward, forward)
+    return np.where(trust[..., None] > 0, warped, photo), trust
 
 
 def _combine(targets: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
