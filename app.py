@@ -268,6 +268,140 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         queue=False,
     )
 
+# ===== Video tab: the /stylize_video endpoint and its layout (begin) ================================================
+# Self-contained: the still-image layout above and its endpoint are untouched; space/video.py holds the logic.
+from space import video as video_space  # noqa: E402
+from style_transfer.config import TEMPORAL_WEIGHT_DEFAULT  # noqa: E402
+
+VIDEO_EXAMPLES = sorted((HERE / "examples" / "video").glob("*.mp4"))
+VIDEO_STYLES = {
+    "lake_boats_pan": HERE / "examples" / "styles" / "starry_night.jpg",
+    "forest_path_zoom": HERE / "examples" / "styles" / "great_wave.jpg",
+}
+VIDEO_DEFAULTS = {"size": 256, "steps": 100, "frame_steps": 40}
+
+
+@spaces.GPU(duration=video_space.video_gpu_duration)
+def run_video_on_gpu(request: video_space.VideoRequest) -> Iterator[tuple]:
+    """The whole clip in one GPU allocation (yields CPU objects; failures come out as gr.Error)."""
+    with answered("running the optimisation"):
+        yield from video_space.stream_video(request, MODELS[request.config.pooling])
+
+
+def stylize_video(
+    video: str,
+    style: str,
+    size: float = VIDEO_DEFAULTS["size"],
+    steps: float = VIDEO_DEFAULTS["steps"],
+    frame_steps: float = VIDEO_DEFAULTS["frame_steps"],
+    temporal_weight: float = TEMPORAL_WEIGHT_DEFAULT,
+    max_frames: float = limits.VIDEO_MAX_FRAMES,
+    loop: bool = False,
+) -> Iterator[tuple]:
+    """Stylise every frame of a clip (MP4, WebM, MOV, animated GIF or WebP) in the style of an image, without flicker.
+
+    Streams (latest frame, status "frame 12 of 60 ... about 40 s left", video): the MP4 comes with the last frame,
+    with the clip's frame count, frame rate and audio.
+
+    Args:
+        video: the clip (at most 60 frames are stylised; pick max_frames for fewer).
+        style: the style image (the painting).
+        size: longest side of the frames, in pixels (32-512).
+        steps: optimisation steps of the first frame.
+        frame_steps: steps of every later frame (each starts from the previous stylised frame).
+        temporal_weight: how strongly each frame keeps to the previous one (0 = every frame on its own).
+        max_frames: stylise at most this many frames.
+        loop: make the last frame flow into the first (a looping GIF).
+    """
+    with answered("checking the request"):
+        request = video_space.check_video_request(
+            video, style, size, steps, frame_steps, temporal_weight, max_frames, loop
+        )
+    settings = {**request.config.to_dict(), **request.video.to_dict()}
+    running = video_space.VideoRun(request.clip, settings)
+    image = None
+    for image, status, finished in run_video_on_gpu(request):
+        if finished is not None:
+            running.frames.append(finished)
+        yield image, status, gr.update(), running
+    with answered("writing the video"):
+        path = video_space.write_result(running)
+    yield image, video_space.done_status(running), path, None
+
+
+# Closed until opened: the page above stays what it was (its controls keep their names on the page).
+with demo, gr.Accordion("Video: paint a clip (MP4, WebM, MOV, animated GIF or WebP)", open=False, elem_id="video-tab"):
+    gr.Markdown(
+        "Repaint a short clip (MP4, WebM, MOV, animated GIF or WebP) frame by frame. Each frame starts "
+        "from the previous one moved along the motion, so the strokes follow the picture instead of flickering."
+    )
+    with gr.Row():
+        with gr.Column():
+            video_in = gr.File(
+                label="Clip", file_types=[".mp4", ".webm", ".mov", ".mkv", ".gif", ".webp"], elem_id="video-in"
+            )
+            video_style_in = gr.Image(type="filepath", label="Style image", elem_id="video-style", height=200)
+        with gr.Column():
+            video_frame = gr.Image(type="pil", label="Latest frame", interactive=False, height=260)
+            video_status = gr.Textbox(label="Progress", lines=1, interactive=False, elem_id="video-status")
+            with gr.Row():
+                video_run = gr.Button("Generate", variant="primary", elem_id="video-run")
+                video_stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
+        video_out = gr.Video(label="Result", elem_id="video-out", interactive=False)
+    with gr.Row():
+        video_size = gr.Slider(
+            32, limits.VIDEO_MAX_SIZE, value=VIDEO_DEFAULTS["size"], step=16, label="Size (px)", elem_id="video-size"
+        )
+        video_steps = gr.Slider(
+            *video_space.slider_range("steps"),
+            value=VIDEO_DEFAULTS["steps"],
+            step=1,
+            label="Steps (first frame)",
+            elem_id="video-steps",
+        )
+        video_frame_steps = gr.Slider(
+            *video_space.slider_range("frame_steps"),
+            value=VIDEO_DEFAULTS["frame_steps"],
+            step=1,
+            label="Steps (each later frame)",
+            elem_id="video-frame-steps",
+        )
+        video_temporal = gr.Number(value=TEMPORAL_WEIGHT_DEFAULT, label="Temporal weight (0 = frames on their own)")
+        video_max_frames = gr.Slider(
+            1, limits.VIDEO_MAX_FRAMES, value=limits.VIDEO_MAX_FRAMES, step=1, label="Frames", elem_id="video-frames"
+        )
+        video_loop = gr.Checkbox(value=False, label="Loop (last frame leads to the first)")
+    video_running = gr.State(None, time_to_live=limits.STOP_STATE_TTL_S)
+    video_inputs = [
+        video_in,
+        video_style_in,
+        video_size,
+        video_steps,
+        video_frame_steps,
+        video_temporal,
+        video_max_frames,
+        video_loop,
+    ]
+    if VIDEO_EXAMPLES:
+        gr.Examples(
+            examples=[[str(clip), str(VIDEO_STYLES.get(clip.stem, STYLE_EXAMPLES[0]))] for clip in VIDEO_EXAMPLES],
+            inputs=[video_in, video_style_in],
+            label="Example clips (made from the example photos; click one, then Generate)",
+            api_visibility="private",
+        )
+    video_event = video_run.click(
+        stylize_video,
+        video_inputs,
+        [video_frame, video_status, video_out, video_running],
+        api_name="stylize_video",
+        concurrency_limit=limits.queue_limits(ON_ZEROGPU).concurrency,
+    )
+    # Stop cancels the run, then the frames done become a shorter video.
+    video_stop.click(None, None, None, cancels=[video_event], api_visibility="private").then(
+        video_space.finish_video, video_running, [video_out, video_status, video_running], api_visibility="private"
+    )
+# ===== Video tab (end) =============================================================================================
+
 # Explicit queue: ZeroGPU would otherwise shrink it to max_size=1 (see README, "Limits and errors").
 demo.queue(max_size=limits.queue_limits(ON_ZEROGPU).max_size)
 

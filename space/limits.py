@@ -20,6 +20,9 @@ __all__ = [
     "MAX_UPLOAD",
     "MAX_UPLOAD_BYTES",
     "STOP_STATE_TTL_S",
+    "VIDEO_GPU_DURATION_MAX_S",
+    "VIDEO_MAX_FRAMES",
+    "VIDEO_MAX_SIZE",
     "ZEROGPU_QUEUE",
     "QueueLimits",
     "max_size",
@@ -95,3 +98,13 @@ ZEROGPU_QUEUE = QueueLimits(max_size=16, concurrency=4)
 def queue_limits(on_zerogpu: bool) -> QueueLimits:
     """The queue settings for where the app runs."""
     return ZEROGPU_QUEUE if on_zerogpu else CPU_QUEUE
+
+
+# --- Videos (the Video tab) ---------------------------------------------------------------------------------------
+# A clip is one GPU call: at most this many frames and this size, so that the default (256 px, 100 steps for the
+# first frame, 40 for each later one) of a full clip fits VIDEO_GPU_DURATION_MAX_S on an H100-class GPU (about
+# 0.01 s an eager step at 512 px: 59 x 40 steps = 24 s, a minute at 512 px).
+VIDEO_MAX_FRAMES = 60
+VIDEO_MAX_SIZE = 512
+# ZeroGPU allows a Pro user's call up to a few minutes; a clip asks for at most this.
+VIDEO_GPU_DURATION_MAX_S = 300

@@ -7,6 +7,13 @@ Python API::
     for frame in stylize("photo.jpg", "painting.jpg", size=256, steps=200):
         print(frame.step, frame.total, [(term.label, term.weighted) for term in frame.terms])
     frame.image.save("out.png")
+
+Videos (MP4, WebM, MOV, animated GIF / WebP)::
+
+    from style_transfer import stylize_video, write_video
+
+    done = [f for f in stylize_video("clip.mp4", "painting.jpg", size=256, max_frames=30) if f.finished]
+    write_video("out.mp4", [f.image for f in done], done[0].clip)
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ConfigError": "config",
     "StyleConfig": "config",
+    "VideoConfig": "config",
     "Frame": "engine",
     "NonFiniteLossError": "engine",
     "Prepared": "engine",
@@ -33,9 +41,18 @@ _EXPORTS = {
     "VGGFeatures": "model",
     "load_model": "model",
     "WeightsError": "weights",
+    "VideoFrame": "temporal",
+    "stylize_video": "temporal",
+    "Clip": "video",
+    "VideoError": "video",
+    "VideoWriter": "video",
+    "read_clip": "video",
+    "read_video_settings": "video",
+    "write_video": "video",
 }
 _SUBMODULES = ("accel", "colour")
 __all__ = [
+    "Clip",
     "ConfigError",
     "Frame",
     "ImageError",
@@ -43,6 +60,10 @@ __all__ = [
     "Prepared",
     "StyleConfig",
     "VGGFeatures",
+    "VideoConfig",
+    "VideoError",
+    "VideoFrame",
+    "VideoWriter",
     "WeightsError",
     "accel",
     "colour",
@@ -50,8 +71,12 @@ __all__ = [
     "load_model",
     "preload",
     "prepare",
+    "read_clip",
+    "read_video_settings",
     "run",
     "stylize",
+    "stylize_video",
+    "write_video",
 ]
 
 
@@ -67,8 +92,10 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # what static tools see
     from . import accel, colour
-    from .config import ConfigError, StyleConfig
+    from .config import ConfigError, StyleConfig, VideoConfig
     from .engine import Frame, NonFiniteLossError, Prepared, preload, prepare, run, stylize
     from .images import ImageError, load_image
     from .model import VGGFeatures, load_model
+    from .temporal import VideoFrame, stylize_video
+    from .video import Clip, VideoError, VideoWriter, read_clip, read_video_settings, write_video
     from .weights import WeightsError

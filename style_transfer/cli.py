@@ -1,4 +1,5 @@
-"""Command line: ``style-transfer CONTENT STYLE -o OUT.png [options]`` (installed), or ``python -m style_transfer``.
+"""Command line: ``style-transfer CONTENT STYLE -o OUT.png [options]`` (installed), or ``python -m style_transfer``;
+a video as CONTENT (MP4, WebM, MOV, MKV, animated GIF or WebP) gives a video (``-o OUT.mp4``, ``.gif`` or ``.webp``).
 
 Every option except the file names is generated from :class:`~style_transfer.config.StyleConfig`, so flags, their
 defaults, ranges and help always match the engine. Exit codes: 0 done, 1 unexpected error, 2 bad option value,
@@ -17,11 +18,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import PRESETS, ConfigError, StyleConfig, default_of, field_specs, number, preset
+from .config import (
+    PRESETS,
+    ConfigError,
+    StyleConfig,
+    VideoConfig,
+    default_of,
+    field_specs,
+    number,
+    preset,
+    video_field_specs,
+)
+from .formats import is_video, video_format_for
 from .output import format_for, save_image
 
 if TYPE_CHECKING:
     from .engine import Frame
+    from .video import VideoWriter
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_IMAGE, EXIT_WEIGHTS, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 ALIASES = {"learning_rate": ["--lr"], "content_weight": ["--alpha"], "style_weight": ["--beta"]}
@@ -34,13 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="style-transfer" if Path(sys.argv[0]).name == "style-transfer" else "python -m style_transfer",
         description="Paint a photo in the style of another image (Gatys et al. neural style transfer).",
     )
-    parser.add_argument("content", help="content image (the photo)")
+    parser.add_argument("content", help="content image (the photo), or a video / animated GIF or WebP")
     parser.add_argument("style", nargs="+", help="style image(s) (the painting; several are blended)")
     parser.add_argument(
         "-o",
         "--output",
-        default="stylized.png",
-        help="output file (.png, .jpg, .webp, or .tif for 16 bits per channel); the settings are embedded in it",
+        default=None,
+        help="output file (.png, .jpg, .webp, or .tif for 16 bits per channel; for a video .mp4, .gif or .webp); "
+        "the settings are embedded in it (default: stylized.png, or stylized.mp4 for a video)",
     )
     parser.add_argument(
         "--preset",
@@ -57,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    for f in field_specs():
+    for f in [*field_specs(), *video_field_specs()]:
         meta, default = f.metadata, default_of(f)
         help_text = meta["help"]
         if meta["min"] is not None:
@@ -65,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         # SUPPRESS: only options the user gives reach the config, so a --preset can fill the others.
         kwargs: dict = {"dest": f.name, "help": f"{help_text} (default: {shown})", "default": argparse.SUPPRESS}
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            kwargs.update(action="store_true")
+        elif isinstance(default, tuple):
             kwargs.update(metavar="A,B,…")
         elif meta["choices"]:
             kwargs.update(choices=meta["choices"])
@@ -79,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    output = Path(args.output)
+    video = is_video(args.content)
+    output = Path(args.output or ("stylized.mp4" if video else "stylized.png"))
     try:
         explicit = {f.name: getattr(args, f.name) for f in field_specs() if hasattr(args, f.name)}
         cfg = StyleConfig(**{**(preset(args.preset) if args.preset else {}), **explicit}).validate()
+        if video:
+            vcfg = VideoConfig(**{f.name: getattr(args, f.name) for f in video_field_specs() if hasattr(args, f.name)})
+            return _main_video(args, cfg, vcfg.validate(), output)
         save_every, save_dir = _parse_save_every(args.save_every)
         asked = cfg  # the settings embedded in the output: the user's, not the preview interval used below
         if save_every:  # frames are needed at every multiple of N too
@@ -154,6 +174,73 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def _main_video(args: argparse.Namespace, cfg: StyleConfig, vcfg: VideoConfig, output: Path) -> int:
+    """The CLI for a clip: every frame stylised (:func:`~style_transfer.temporal.stylize_video`), written as they
+    finish; Ctrl-C keeps the frames done as a shorter video."""
+    try:
+        video_format_for(output)
+        _check_writable(output, "--output")
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        from .engine import NonFiniteLossError
+        from .images import ImageError
+        from .temporal import stylize_video
+        from .video import VideoWriter
+        from .weights import WeightsError
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    settings = {**cfg.to_dict(), **vcfg.to_dict()}
+    writer: VideoWriter | None = None
+    bar = None
+    failure: tuple[str, int] | None = None
+    last = None
+    try:
+        for last in stylize_video(
+            args.content, args.style, cfg, video=vcfg, mask=args.mask, background_style=args.background_style
+        ):
+            if writer is None:
+                assert last.clip is not None
+                writer = VideoWriter(output, last.clip, settings)
+                if not args.quiet:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=last.total, unit="frame", dynamic_ncols=True, file=sys.stderr)
+            if last.finished:
+                writer.add(last.image)
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                eta = "" if last.eta is None else f"{last.eta:.0f}s"
+                bar.set_postfix({"step": f"{last.step}/{last.steps}", "eta": eta})
+    except KeyboardInterrupt:
+        failure = ("interrupted", EXIT_INTERRUPTED)
+        if writer is not None and writer.count:
+            failure = (f"interrupted; the {writer.count} frames done are saved to {output}", EXIT_INTERRUPTED)
+    except ImageError as exc:  # VideoError too
+        failure = (str(exc), EXIT_IMAGE)
+    except WeightsError as exc:
+        failure = (str(exc), EXIT_WEIGHTS)
+    except NonFiniteLossError as exc:
+        failure = (str(exc), EXIT_DIVERGED)
+    except (ConfigError, ValueError) as exc:
+        failure = (str(exc), EXIT_USAGE)
+    except (RuntimeError, OSError) as exc:
+        failure = (str(exc), EXIT_ERROR)
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        saved = writer.close() if writer is not None else None
+    except OSError as exc:
+        return _fail(f"the result could not be saved to {output}: {exc.strerror or exc}", EXIT_ERROR)
+    if failure is not None:
+        return _fail(*failure)
+    if not args.quiet and saved is not None and last is not None:
+        print(f"saved {output} ({writer.count} frames, {last.elapsed:.1f} s)", file=sys.stderr)
+    return EXIT_OK
+
+
 def _parse_save_every(value: list[str] | None) -> tuple[int, Path]:
     if not value:
         return 0, Path()
@@ -198,7 +285,8 @@ def _save(frame: Frame | None, output: Path, cfg: StyleConfig) -> str | None:
 
 def _fail(message: str, code: int) -> int:
     field, sep, rest = message.partition(": ")
-    if sep and field in {f.name for f in field_specs()} | {"background_style", "mask"}:  # the flag, not the field
+    names = {f.name for f in [*field_specs(), *video_field_specs()]}
+    if sep and field in names | {"background_style", "mask"}:  # the flag, not the field
         message = f"--{field.replace('_', '-')}: {rest}"
     print(f"error: {message}", file=sys.stderr)
     return code

@@ -20,9 +20,15 @@ MIN_SIZE = 32
 # 8192 px: beyond what any machine holds untiled, so a run over the memory budget is computed in tiles (memory.py).
 MAX_SIZE = 8192
 MAX_STEPS = 5000
+# The most frames one video run stylises (a minute at 30 fps); longer clips are cut with start/duration/max_frames.
+MAX_VIDEO_FRAMES = 1800
 # Automatic coarse-to-fine (scales=0) starts at about this size: 1024 px runs at 512 then 1024, 2048 px at 512,
 # 1024, 2048; up to ~720 px is one scale (smaller starts lost the photo's layout on the quality harness).
 AUTO_SCALE_START = 512
+# Videos: the temporal cost's weight (measured with bench/video.py, README "Video").
+TEMPORAL_WEIGHT_DEFAULT = 1e12
+# Weights of terms that count only where a run is given their data (a video frame's warped previous frame).
+PER_FRAME = ("temporal_weight",)
 
 
 # The single "style strength" knob (StyleConfig.style_strength): it multiplies style_weight (and tv_weight, which
@@ -187,6 +193,15 @@ class StyleConfig:
         "auto = the free memory on a GPU, no limit on a CPU.",
         advanced=True,
     )
+    # Videos: ties each frame to the previous stylised one, warped by optical flow (Ruder et al. 2016); no effect on
+    # a still image.
+    temporal_weight: float = _field(
+        TEMPORAL_WEIGHT_DEFAULT,
+        "Video: weight of the temporal cost that ties each frame to the previous one (less flicker); "
+        "0 = every frame on its own. No effect on a still image.",
+        min=0.0,
+        max=1e14,
+    )
 
     def validate(self) -> StyleConfig:
         """Check every field against its range; raise :class:`ConfigError` naming the field. Returns ``self``."""
@@ -219,7 +234,8 @@ class StyleConfig:
             parse_size(self.memory_limit)
         except ValueError as exc:
             raise ConfigError(f"memory_limit: {exc}") from None
-        weights = [f.name for f in dataclasses.fields(self) if f.name.endswith("_weight")]  # the cost terms'
+        # The cost terms' weights; the temporal term counts only in a video's frames (it needs the previous one).
+        weights = [f.name for f in dataclasses.fields(self) if f.name.endswith("_weight") and f.name not in PER_FRAME]
         if not any(getattr(self, name) for name in weights):
             raise ConfigError(f"{', '.join(weights)}: at least one must be above 0.")
         factor = strength_multiplier(self.style_strength)
@@ -281,6 +297,63 @@ class StyleConfig:
 
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
+VIDEO_OUTPUT_FORMATS = ("mp4", "gif", "webp")
+FLOW_CHOICES = ("ultrafast", "fast", "medium")
+
+
+@dataclass
+class VideoConfig:
+    """Settings of a video run that a still image does not have: which frames, how many steps after the first,
+    the optical flow. The per-frame settings (size, steps of the first frame, weights including
+    ``temporal_weight``) are the :class:`StyleConfig`'s."""
+
+    frame_steps: int = _field(
+        100,
+        "Video: optimisation steps of every frame after the first (which gets --steps); each starts from the "
+        "previous stylised frame, so it needs fewer.",
+        min=1,
+        max=MAX_STEPS,
+    )
+    start: float = _field(0.0, "Video: where to start in the clip, in seconds.", min=0.0, max=86400.0)
+    duration: float = _field(0.0, "Video: how many seconds to stylise; 0 = to the end.", min=0.0, max=86400.0)
+    max_frames: int = _field(
+        0,
+        f"Video: stylise at most this many frames; 0 = up to the limit ({MAX_VIDEO_FRAMES}).",
+        min=0,
+        max=MAX_VIDEO_FRAMES,
+    )
+    loop: bool = _field(False, "Video: make the last frame flow into the first (for a looping GIF).")
+    # DIS presets on a pan and a zoom of a 256 px photo (bench/video.py --flow): end-point error 0.08 / 0.31 px
+    # (ultrafast), 0.06 / 0.24 (fast), 0.03 / 0.10 (medium) for 0.5, 0.9 and 3.7 ms a flow: all negligible beside
+    # the optimisation (seconds a frame), so the most accurate is the default.
+    flow: str = _field(
+        "medium", "Video: optical-flow quality (OpenCV DIS preset): ultrafast, fast or medium.", choices=FLOW_CHOICES
+    )
+
+    def validate(self) -> VideoConfig:
+        """Check every field against its range; raise :class:`ConfigError` naming the field. Returns ``self``."""
+        for f in dataclasses.fields(self):
+            value = _coerce(f, getattr(self, f.name))
+            _check_field(f, value)
+            setattr(self, f.name, value)
+        return self
+
+    def replace(self, **changes: Any) -> VideoConfig:
+        """A validated copy with some fields changed (unknown names are refused)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown video setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the settings."""
+        return dataclasses.asdict(self)
+
+
+def video_field_specs() -> list[dataclasses.Field]:
+    """The fields of :class:`VideoConfig` in order (metadata as for :func:`field_specs`)."""
+    return list(dataclasses.fields(VideoConfig))
+
 
 # Named settings that change several controls at once (UI dropdown, CLI --preset); unnamed fields keep defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -357,6 +430,8 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
                 raise ConfigError(f"{name}: expected numbers, got {value!r}") from None
         return tuple(str(v) for v in value)
     if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
         return bool(value)
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):

@@ -252,11 +252,11 @@ class Objective:
         mask: torch.Tensor | None = None,
         background: Sequence[torch.Tensor] = (),
         amp: bool = False,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.amp = amp  # bf16 autocast for the network; the targets use it too, so both sides match
         self.cfg = cfg
-        self.terms: tuple[tuple[Term, float], ...] = active_terms(cfg)
         self.style_layers = cfg.style_layers
         self.layer_weights = cfg.layer_weights
         self.layers = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
@@ -265,6 +265,8 @@ class Objective:
             self.style_targets = self._blended_grams(styles, blend)
             self.background_targets = self._blended_grams(background, None) if background else None
             self.masks = self._layer_masks(mask, content) if mask is not None else None
+        self.temporal = temporal  # (target image, per-pixel reliability) at this scale, or None
+        self.terms: tuple[tuple[Term, float], ...] = active_terms(cfg, self)
 
     def _blended_grams(self, images: Sequence[torch.Tensor], blend: Sequence[float] | None) -> list[torch.Tensor]:
         weights = list(blend) if blend else [1.0] * len(images)
@@ -323,6 +325,8 @@ def stylize(
     mask: ImageSource | None = None,
     background_style: StyleSource | None = None,
     should_stop: Callable[[], bool] | None = None,
+    init_image: torch.Tensor | None = None,
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     **overrides: object,
 ) -> Iterator[Frame]:
     """Paint ``content`` in the style of ``style`` (Gatys et al.), yielding :class:`Frame` objects as it goes.
@@ -336,12 +340,15 @@ def stylize(
     Pass ``model`` to reuse a loaded :class:`VGGFeatures` (its device is then used). ``should_stop`` is asked
     before every step (keep it cheap: a clock reading); once it returns True the run ends with a frame of the image
     so far, marked ``stopped``.
+    ``init_image`` (1, 3, H, W) in [0, 1] replaces ``cfg.init`` as the starting image (resized to each run's
+    first scale); ``temporal`` = (target, reliability), (1, 3, H, W) and (1, 1, H, W), adds the cost
+    ``temporal_weight`` · mean(reliability · (image − target)²): how a video's frame is tied to the previous one.
     """
     start = time.perf_counter()
     # At the call, so a bad setting, image or memory budget fails there, not at the first next().
     prepared = prepare(content, style, config, mask=mask, background_style=background_style, **overrides)
     _check_budget(prepared.inputs, prepared.config, model)
-    return _frames(prepared.inputs, prepared.config, model, start, should_stop)
+    return _frames(prepared.inputs, prepared.config, model, start, should_stop, init_image, temporal)
 
 
 def _check_budget(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None) -> None:
@@ -355,7 +362,13 @@ def _check_budget(inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None) -
 
 
 def _frames(
-    inputs: Inputs, cfg: StyleConfig, model: VGGFeatures | None, start: float, should_stop: Callable[[], bool] | None
+    inputs: Inputs,
+    cfg: StyleConfig,
+    model: VGGFeatures | None,
+    start: float,
+    should_stop: Callable[[], bool] | None = None,
+    init_image: torch.Tensor | None = None,
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Iterator[Frame]:
     """The run itself, for :func:`stylize`: every scale's optimisation, then the final frame."""
     if model is None:
@@ -367,8 +380,8 @@ def _frames(
     done_steps = 0
     try:
         for scale, (size, steps) in enumerate(schedule):
-            stage = _Stage(model, inputs, cfg, size, scale, len(schedule), start)
-            image = stage.start_image(image)
+            stage = _Stage(model, inputs, cfg, size, scale, len(schedule), start, temporal)
+            image = stage.start_image(image if image is not None or init_image is None else init_image)
             for frame in _optimise(stage, image, steps, done_steps, should_stop):
                 last = frame
                 yield frame  # a consumer that closes us here stops the run: no further step
@@ -386,7 +399,15 @@ class _Stage:
     """Everything for one scale of a run: inputs at that size, the objective, and the region to keep."""
 
     def __init__(
-        self, model: VGGFeatures, inputs: Inputs, cfg: StyleConfig, size: int, scale: int, num_scales: int, start: float
+        self,
+        model: VGGFeatures,
+        inputs: Inputs,
+        cfg: StyleConfig,
+        size: int,
+        scale: int,
+        num_scales: int,
+        start: float,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         device = model.device()
         self.cfg, self.scale, self.num_scales, self.start = cfg, scale, num_scales, start
@@ -404,15 +425,23 @@ class _Stage:
         self.styles = styles
         mask = _mask_tensor(inputs.mask, self.content) if inputs.mask is not None else None
         amp = accel.use_bf16(cfg, device)
+        if temporal is not None:  # at this scale's size, on its device
+            temporal = tuple(_upscale(t.to(device), self.content) for t in temporal)  # type: ignore[assignment]
         height, width = self.content.shape[-2:]
         plan = memory.plan(height, width, cfg, amp, memory.budget(cfg, device), masked=mask is not None)
         blend = cfg.style_blend_weights or None
         self.objective: Objective | TiledObjective
         if plan.tiled:  # the same J and gradient, the network's memory bounded by one tile
+            if temporal is not None:
+                raise ValueError(
+                    "memory_limit: a video frame is not computed in tiles; raise the memory limit or lower the size"
+                )
             tiles = functools.partial(memory.tiles, cfg=cfg, rows=plan.rows, cols=plan.cols)
             self.objective = TiledObjective(model, self.content, styles, cfg, tiles, blend, mask, background, amp)
         else:
-            self.objective = Objective(model, self.content, styles, cfg, blend, mask, background, amp=amp)
+            self.objective = Objective(
+                model, self.content, styles, cfg, blend, mask, background, amp=amp, temporal=temporal
+            )
         # Outside the mask the photo is kept exactly (unless a background style paints it).
         self.keep = (1.0 - mask) if mask is not None and not background else None
 
@@ -431,7 +460,8 @@ class _Stage:
         return total, terms
 
     def start_image(self, previous: torch.Tensor | None) -> torch.Tensor:
-        """The first scale starts from ``cfg.init``; later ones from the previous result, upscaled."""
+        """The first scale starts from ``cfg.init`` (or the given image); later ones from the previous result,
+        upscaled."""
         if previous is None:
             image = _initial_image(self.content, self.styles, self.cfg)
         else:

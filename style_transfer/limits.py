@@ -8,12 +8,17 @@ lists every limit of the engine. The Space's own limits (upload size, previews, 
 
 from __future__ import annotations
 
-from .config import MAX_SIZE, MAX_STEPS, MIN_SIZE
+from .config import MAX_SIZE, MAX_STEPS, MAX_VIDEO_FRAMES, MIN_SIZE
 
 __all__ = [
     "MAX_INPUT_PIXELS",
     "MAX_SIZE",
     "MAX_STEPS",
+    "MAX_VIDEO_BYTES",
+    "MAX_VIDEO_FRAMES",
+    "MAX_VIDEO_FRAME_PIXELS",
+    "MAX_VIDEO_SECONDS",
+    "MAX_VIDEO_WORK_PIXELS",
     "MIN_IMAGE_SIDE",
     "MIN_INPUT_SIDE",
     "MIN_SIZE",
@@ -32,3 +37,13 @@ MIN_IMAGE_SIDE = 16
 MIN_INPUT_SIDE = 16
 # A content photo enlarged at least this much to the output size gets a note (the result will look soft).
 UPSCALE_NOTE_FACTOR = 2.0
+
+# Videos. A file above this size is refused before it is opened (a phone's minute of 4K is about 400 MB).
+MAX_VIDEO_BYTES = 2 * 1024**3
+# Frames above this many pixels are refused from the stream's header, before decoding: 4K (4096x2160) passes, 8K not.
+MAX_VIDEO_FRAME_PIXELS = 4096 * 2304
+# The longest stretch of a clip one run reads (seconds); a longer one is refused unless a range is picked.
+MAX_VIDEO_SECONDS = 600.0
+# The decoded frames of a run are kept at the working size: at most this many pixels in all (1.5 GB as RGB), so a
+# long clip at a large size is refused before it fills the memory.
+MAX_VIDEO_WORK_PIXELS = 500_000_000

@@ -174,3 +174,13 @@ def tv_cost(image: torch.Tensor) -> torch.Tensor:
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return (dx.float().pow(2).sum() + dy.float().pow(2).sum()) / float(height * width)
+
+
+def temporal_cost(image: torch.Tensor, target: torch.Tensor, reliability: torch.Tensor) -> torch.Tensor:
+    """Short-term temporal cost of a video frame (Ruder et al. 2016, eq. 7): ``1/D · Σ c · (x − ω)²`` over the
+    ``D`` = C·H·W values, where ``ω`` is the previous stylised frame warped onto this one and ``c`` in [0, 1] how
+    much each pixel's warp is trusted (0 where the previous frame did not see it). Averaged like the other costs;
+    the style's pull on a pixel still grows faster than this one's as the size shrinks, so a small clip needs a
+    larger weight (README, "Video and animated GIF")."""
+    diff = image.float() - target.float()
+    return (reliability.float() * diff.pow(2)).sum() / float(image.numel())

@@ -28,6 +28,7 @@ class Targets(Protocol):
     style_targets: Sequence[torch.Tensor]
     background_targets: Sequence[torch.Tensor] | None
     masks: Sequence[torch.Tensor] | None
+    temporal: tuple[torch.Tensor, torch.Tensor] | None  # a video frame's (warped previous frame, reliability)
 
 
 # A term's cost: the targets, the image and the network's activations (by layer name) -> its unweighted value.
@@ -43,6 +44,8 @@ class Term:
     label: str
     weight: Callable[[StyleConfig], float]
     cost: Cost
+    # The objective's per-run data the term needs (an attribute of Targets); without it the term does not count.
+    requires: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,15 +79,26 @@ def _style(objective: Targets, image: torch.Tensor, acts: Mapping[str, torch.Ten
     return j_style
 
 
+def _temporal(objective: Targets, image: torch.Tensor, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    assert objective.temporal is not None  # Term.requires
+    return losses.temporal_cost(image, *objective.temporal)
+
+
 # The terms in the order J adds them up (and the faces list them).
 TERMS: tuple[Term, ...] = (
     Term("content", "α·content", lambda cfg: cfg.content_weight, _content),
     Term("style", "β·style", lambda cfg: cfg.effective_style_weight, _style),
     Term("tv", "smoothness (TV)", lambda cfg: cfg.effective_tv_weight, lambda o, image, acts: losses.tv_cost(image)),
+    Term("temporal", "temporal", lambda cfg: cfg.temporal_weight, _temporal, requires="temporal"),
 )
 
 
-def active_terms(cfg: StyleConfig) -> tuple[tuple[Term, float], ...]:
-    """The terms that count in a run of ``cfg`` (weight above 0), each with its weight."""
+def active_terms(cfg: StyleConfig, given: object = None) -> tuple[tuple[Term, float], ...]:
+    """The terms that count in a run of ``cfg`` (weight above 0, and the data they require present on ``given``,
+    the objective), each with its weight."""
     weighted = ((term, float(term.weight(cfg))) for term in TERMS)
-    return tuple((term, weight) for term, weight in weighted if weight)
+    return tuple(
+        (term, weight)
+        for term, weight in weighted
+        if weight and (term.requires is None or getattr(given, term.requires, None) is not None)
+    )

@@ -42,10 +42,12 @@ LAYERS: dict[str, str] = {
     "test_threads.py": "engine",
     "test_tiff.py": "engine",
     "test_tiling.py": "engine",
+    "test_video.py": "engine",
     "test_app.py": "space",
     "test_fuzz.py": "space",
     "test_layout.py": "space",
     "test_security.py": "space",
+    "test_video_space.py": "space",
     "test_zerogpu_platform.py": "system",  # the real app on ZeroGPU's path: servers and forked workers (~40 s)
     "test_zerogpu*.py": "space",
     "test_bench.py": "system",

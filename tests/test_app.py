@@ -30,7 +30,7 @@ def _submit(client, **kw):
 
 def test_only_stylize_is_public(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/stylize"]
+    assert list(api["named_endpoints"]) == ["/stylize", "/stylize_video"]  # the still image, the Video tab
     assert api["unnamed_endpoints"] == {}
     names = [p["parameter_name"] for p in api["named_endpoints"]["/stylize"]["parameters"]]
     assert names == [

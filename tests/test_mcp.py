@@ -22,7 +22,8 @@ def test_mcp_tool_is_listed():
         schema = httpx.get(url + "/gradio_api/mcp/schema", timeout=30).json()
         names = [tool["name"] for tool in schema]
         assert any(name.endswith("stylize") for name in names), names
-        assert len(names) == 1, "only the stylize endpoint is a tool"
+        assert any(name.endswith("stylize_video") for name in names), names
+        assert len(names) == 2, "only the stylize and stylize_video endpoints are tools"
     finally:
         stop_app(proc)
 

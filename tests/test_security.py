@@ -53,16 +53,18 @@ def test_only_stylize_is_exposed(client, app_url, secret):
     import app
 
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/stylize"] and api["unnamed_endpoints"] == {}
+    endpoints = ["/stylize", "/stylize_video"]  # the still image, the Video tab
+    assert list(api["named_endpoints"]) == endpoints and api["unnamed_endpoints"] == {}
     info = httpx.get(app_url + "gradio_api/info", timeout=30).json()
-    assert list(info["named_endpoints"]) == ["/stylize"] and info["unnamed_endpoints"] == {}
+    assert list(info["named_endpoints"]) == endpoints and info["unnamed_endpoints"] == {}
     public = [fn.api_name for fn in app.demo.fns.values() if fn.api_visibility != "private"]
-    assert public == ["stylize"]
+    assert public == ["stylize", "stylize_video"]
     # The UI's private events (gallery picks, example loading) answer raw HTTP, as in every Gradio app; they only
     # index the fixed example lists, so whatever is sent they return an example file or an error. Stop's two
     # read and write only the caller's own session state (a gr.State is never taken from the request).
     private = {fn.api_name for fn in app.demo.fns.values() if fn.api_visibility == "private" and fn.fn is not None}
-    allowed = {"pick", "pick_1", "load_example", "apply_preset", "mask_editor_value", "finish"}
+    allowed = {"pick", "pick_1", "load_example", "apply_preset", "mask_editor_value", "finish", "finish_video"}
+    allowed |= {"load_example_1"}  # the Video tab's example clips
     assert private <= allowed, private
     hostile = {"index": str(secret), "value": {"path": str(secret)}}
     for name in sorted(private):
