@@ -22,7 +22,7 @@ from space.platform import on_gpu
 from space.request import Request, check_request, mask_editor_value
 from space.stop import complete, finish, remember
 from space.stream import COST_LINE, StreamItem, stream
-from space.zerogpu import ON_ZEROGPU, Allocation, allocation, requested_seconds
+from space.zerogpu import ON_ZEROGPU, Allocation, allocation, estimate_note, requested_seconds
 from style_transfer.accel import bf16_supported
 from style_transfer.engine import preload
 from style_transfer.model import load_model
@@ -168,9 +168,11 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
                 run_btn = gr.Button("Generate", variant="primary", elem_id="run")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
     with gr.Row():
-        ui("size")
-        ui("steps")
+        size_in = ui("size")
+        steps_in = ui("steps")
         ui("style_strength")
+    # The GPU seconds a run will ask for, before it starts (ZeroGPU's quota is a few minutes a day); no GPU, no quota.
+    estimate = gr.Markdown(elem_id="estimate", visible=DEVICE == "cuda")
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
             ui("learning_rate")
@@ -182,8 +184,8 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
             ui("tv_weight")
             ui("init")
         with gr.Row():
-            ui("optimizer")
-            ui("scales")
+            optimizer_in = ui("optimizer")
+            scales_in = ui("scales")
             ui("pooling")
             ui("precision")
     with gr.Accordion("More styles, colours, region and output", open=False):
@@ -257,6 +259,18 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         queue=False,
     )
     content_in.change(mask_editor_value, content_in, mask, api_visibility="private", queue=False)
+    if DEVICE == "cuda":
+        estimated = [content_in, size_in, steps_in, optimizer_in, scales_in]
+        gr.on(
+            [demo.load, *(c.change for c in estimated)],
+            lambda content, size, steps, optimizer, scales: estimate_note(
+                content, size=size, steps=steps, optimizer=optimizer, scales=scales
+            ),
+            estimated,
+            estimate,
+            api_visibility="private",
+            queue=False,
+        )
     # In the browser alone (no request): the status's cost line goes to "Cost details", the rest to Progress.
     status.change(
         None,

@@ -31,5 +31,5 @@ def save_result(frame: Frame, cfg: StyleConfig, output_format: str) -> str:
     # The id makes every result's bytes unique: Gradio names the file it serves after its content, so two runs with
     # the same photo and settings would otherwise share one download.
     settings = {**cfg.to_dict(), "steps_done": frame.step, "result_id": result_id}
-    save_image(frame.image, path, output_format, settings)
+    save_image(frame.image, path, output_format, settings, image16=frame.image16)  # tiff: 16 bits from the run
     return str(path)

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import gradio as gr
 
-from style_transfer.config import OUTPUT_FORMATS, PRESETS, default_of, field_spec, number, preset
+from style_transfer.config import PRESETS, default_of, field_spec, number, preset
+from style_transfer.output import FILE_FORMATS
 
 from .guards import guard_image_input, guard_region, guard_setting
 from .limits import MAX_SIZE_GPU
@@ -107,8 +108,8 @@ def blend(number: int, label: str, doc: str) -> Param:
 
 
 def _output_format(value: str) -> gr.Radio:
-    info = "The settings are embedded in the file."
-    return gr.Radio(list(OUTPUT_FORMATS), value=value, label="Download format", info=info)
+    info = "The settings are embedded in the file; tiff has 16 bits per channel, for print."
+    return gr.Radio(list(FILE_FORMATS), value=value, label="Download format", info=info)
 
 
 def _mask(value: None) -> gr.ImageEditor:
@@ -157,8 +158,8 @@ PARAMS: tuple[Param, ...] = (
     image("background_style", "background style image",
           "optional style for the unpainted region (otherwise the photo is kept there).",
           "Style for the unpainted region (optional)", 360, "background-style"),
-    Param("output_format", 'format of the downloadable file: "png", "jpeg" or "webp" (settings embedded).',
-          _output_format, str, OUTPUT_FORMATS[0]),
+    Param("output_format", 'format of the downloadable file: "png", "jpeg", "webp" or "tiff" (16 bits per channel, '
+          "for print); the settings are embedded.", _output_format, str, FILE_FORMATS[0]),
 )
 # fmt: on
 BY_NAME = {p.name: p for p in PARAMS}

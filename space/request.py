@@ -14,9 +14,10 @@ import gradio as gr
 import torch
 from PIL import Image, ImageChops
 
-from style_transfer.config import MAX_SIZE, OUTPUT_FORMATS, ConfigError, StyleConfig
+from style_transfer.config import MAX_SIZE, ConfigError, StyleConfig
 from style_transfer.engine import Prepared, prepare
 from style_transfer.images import ImageError, load_image, resize_longest
+from style_transfer.output import FILE_FORMATS
 
 from .errors import user_error
 from .limits import MAX_PREVIEWS, max_size
@@ -77,9 +78,9 @@ def check_request(values: Mapping[str, object]) -> Request:
     if values.get("style") is None:
         raise user_error("Please add a style image (the painting whose style to copy).", "Missing style image")
     try:
-        output_format = str(values.get("output_format") or OUTPUT_FORMATS[0])
-        if output_format not in OUTPUT_FORMATS:
-            raise ConfigError(f"output_format: {output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+        output_format = str(values.get("output_format") or FILE_FORMATS[0])
+        if output_format not in FILE_FORMATS:
+            raise ConfigError(f"output_format: {output_format!r} is not one of {', '.join(FILE_FORMATS)}")
         styles = [values["style"], *(values[name] for name in EXTRA_STYLES if values.get(name) is not None)]
         mask = mask_from_editor(values.get("mask"))
         background = values.get("background_style")

@@ -21,7 +21,9 @@ import threading
 from collections import deque
 from typing import NamedTuple
 
-from style_transfer.config import StyleConfig
+from PIL import Image
+
+from style_transfer.config import ConfigError, StyleConfig
 
 from .limits import GPU_DURATION_MAX_S, GPU_DURATION_MIN_S, GPU_WORKER_START_S
 from .request import Request
@@ -127,13 +129,40 @@ class SpeedModel:
 speeds = SpeedModel()  # the main process's: every request asks with what the runs before it measured
 
 
-def gpu_duration(request: Request, *args: object, **kwargs: object) -> int:
-    """Seconds to request for this run: (start-up + loop x the device's measured factor) x margin, clamped."""
-    width, height = request.content.size
-    images = 1 + max(1, len(request.styles)) + (request.background is not None)
-    loop = loop_seconds(width, height, request.config, images) * speeds.factor()
+def duration_for(width: int, height: int, cfg: StyleConfig, images: int = 2) -> int:
+    """Seconds to request for a run of ``cfg`` on a ``width`` x ``height`` photo with ``images`` input images:
+    (start-up + loop x the device's measured factor) x margin, clamped."""
+    loop = loop_seconds(width, height, cfg, images) * speeds.factor()
     seconds = (GPU_STARTUP_S + loop) * GPU_DURATION_MARGIN
     return int(min(GPU_DURATION_MAX_S, max(GPU_DURATION_MIN_S, math.ceil(seconds))))
+
+
+def gpu_duration(request: Request, *args: object, **kwargs: object) -> int:
+    """Seconds to request for this run (:func:`duration_for` of its photo, settings and images)."""
+    images = 1 + max(1, len(request.styles)) + (request.background is not None)
+    return duration_for(*request.content.size, request.config, images)
+
+
+def estimate_note(content: str | None, **settings: object) -> str:
+    """What a run with these settings will ask of a visitor's GPU quota, shown before it starts (the photo's own
+    aspect when one is given, else 3:2). Empty while a setting is out of range (the run itself says why)."""
+    try:
+        cfg = StyleConfig(**settings).validate()
+    except (ConfigError, TypeError, ValueError):
+        return ""
+    aspect = 1.5
+    if content:
+        try:
+            with Image.open(content) as photo:  # the header only
+                aspect = max(photo.size) / max(1, min(photo.size))
+        except (OSError, ValueError):
+            pass
+    width, height = cfg.size, max(1, round(cfg.size / aspect))
+    seconds = duration_for(width, height, cfg)
+    return (
+        f"This run asks for about **{seconds} s** of GPU time. ZeroGPU's daily quota is 2 minutes without logging in "
+        "to Hugging Face, more with an account; a smaller size or fewer steps asks for less."
+    )
 
 
 class Allocation(NamedTuple):

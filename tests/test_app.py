@@ -220,3 +220,22 @@ def test_a_cached_example_gives_the_cost_plot_data_not_text(tmp_path, monkeypatc
     assert value["columns"] == ["step", "term", "log10 cost"]
     assert value["data"] == [[0, "total J", 9.0], [1, "α·content", None]]
     assert plot.get_block_name() == gr.LinePlot().get_block_name()  # the browser draws it as a LinePlot
+
+
+def test_a_tiff_download_has_16_bits_from_the_run(client, tmp_path):
+    """The Space offers TIFF for print: the download holds the optimised image at 16 bits per channel (not an 8-bit
+    picture scaled up), with the settings embedded."""
+    import httpx
+    import tifffile
+
+    from style_transfer.output import read_settings
+
+    final = _submit(client, output_format="tiff").result()
+    download = final[4]
+    assert download["url"].endswith(".tif")
+    path = tmp_path / "download.tif"
+    path.write_bytes(httpx.get(download["url"]).content)
+    pixels = tifffile.imread(path)
+    assert pixels.dtype.name == "uint16" and pixels.shape == (32, 48, 3)
+    assert (pixels % 257 != 0).mean() > 0.5  # most values fall between the 8-bit levels
+    assert read_settings(path)["steps"] == 6

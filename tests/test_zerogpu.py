@@ -126,3 +126,18 @@ def test_the_run_stops_itself_inside_its_allocation():
         assert plan.seconds == zerogpu.gpu_duration(_request(size, steps))
         assert 0 < plan.budget_s <= plan.seconds - limits.GPU_WORKER_START_S
         assert zerogpu.requested_seconds(_request(size, steps), plan) == plan.seconds
+
+
+def test_the_estimate_shown_before_a_run_is_what_it_asks_for(tmp_path):
+    """The page shows, before a run, the GPU seconds the run will ask for (of a visitor's few daily minutes)."""
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (600, 400)).save(photo)
+    settings = {"size": 1024, "steps": 300, "optimizer": "adam", "scales": 0}
+    note = zerogpu.estimate_note(str(photo), **settings)
+    img, style = Image.new("RGB", (1024, 683)), Image.new("RGB", (64, 64))
+    asked = zerogpu.gpu_duration(Request(Prepared(StyleConfig(**settings), Inputs(img, [style])), img))
+    assert f"about **{asked} s** of GPU time" in note
+    bigger = zerogpu.estimate_note(str(photo), **{**settings, "size": 4096})
+    assert int(bigger.split("**")[1].split()[0]) > asked
+    assert zerogpu.estimate_note(None, **settings)  # no photo yet: a 3:2 one
+    assert zerogpu.estimate_note(str(photo), **{**settings, "size": 1}) == ""  # out of range: the run says why
