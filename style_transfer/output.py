@@ -25,7 +25,7 @@ from . import __version__
 from .config import OUTPUT_FORMATS
 
 METADATA_KEY = "style_transfer"
-_EXIF_IMAGE_DESCRIPTION = 0x010E
+EXIF_IMAGE_DESCRIPTION = 0x010E
 # Each file suffix and its format (the one map of both); a format's first suffix is the one results are written with.
 _SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
 # What files can hold: the Space's download formats, and TIFF (16 bits per channel, for print).
@@ -59,7 +59,7 @@ def save_image(
     fmt = fmt or format_for(target)  # type: ignore[arg-type]
     if fmt not in FILE_FORMATS:
         raise ValueError(f"output_format: {fmt!r} is not one of {', '.join(FILE_FORMATS)}")
-    text = json.dumps({"software": f"style_transfer {__version__}", "settings": settings or {}}, sort_keys=True)
+    text = settings_text(settings)
     if isinstance(target, (str, Path)):
         with _replaced(Path(target)) as part:
             _write(image, part, fmt, text, quality, image16)
@@ -98,7 +98,7 @@ def _write(
         image.convert("RGB").save(target, format="JPEG", quality=quality, subsampling=0, comment=text.encode())
     else:
         exif = Image.Exif()
-        exif[_EXIF_IMAGE_DESCRIPTION] = text
+        exif[EXIF_IMAGE_DESCRIPTION] = text
         image.save(target, format="WEBP", quality=quality, method=6, exif=exif.tobytes())
 
 
@@ -119,7 +119,17 @@ def read_settings(source: str | Path | bytes) -> dict[str, Any] | None:
             text = tif.pages.first.description
     else:
         with Image.open(stream) as img:
-            text = img.info.get(METADATA_KEY) or img.info.get("comment") or img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
+            text = img.info.get(METADATA_KEY) or img.info.get("comment") or img.getexif().get(EXIF_IMAGE_DESCRIPTION)
+    return settings_from_text(text)
+
+
+def settings_text(settings: dict[str, Any] | None) -> str:
+    """The JSON every result embeds (stills and videos alike): the software and the settings."""
+    return json.dumps({"software": f"style_transfer {__version__}", "settings": settings or {}}, sort_keys=True)
+
+
+def settings_from_text(text: str | bytes | None) -> dict[str, Any] | None:
+    """The settings in an embedded metadata text (as any of our files carry it), or None if it holds none."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from typing import Any
 
 from PIL import Image, ImageSequence
 
-from . import __version__
 from .config import VIDEO_OUTPUT_FORMATS, VideoConfig
 from .formats import ANIMATION_SUFFIXES, video_format_for
 from .images import ImageError, resize_longest
@@ -36,8 +34,8 @@ from .limits import (
     MAX_VIDEO_SECONDS,
     MAX_VIDEO_WORK_PIXELS,
 )
+from .output import EXIF_IMAGE_DESCRIPTION, settings_from_text, settings_text
 
-_EXIF_IMAGE_DESCRIPTION = 0x010E
 # Frame intervals that differ by more than this fraction from the median make a clip "variable frame rate".
 _VFR_TOLERANCE = 0.1
 
@@ -304,11 +302,6 @@ def _reason(exc: BaseException) -> str:
     return text[:120] or type(exc).__name__
 
 
-def settings_text(settings: dict[str, Any] | None) -> str:
-    """The JSON embedded in every result (the same as the still images': software and settings)."""
-    return json.dumps({"software": f"style_transfer {__version__}", "settings": settings or {}}, sort_keys=True)
-
-
 class VideoWriter:
     """Writes frames as they come to an MP4, GIF or WebP with ``clip``'s timing (and, in an MP4, its audio for
     the frames written). :meth:`close` finishes the file; a run stopped early gives a shorter video."""
@@ -391,7 +384,7 @@ class VideoWriter:
             )
         else:
             exif = Image.Exif()
-            exif[_EXIF_IMAGE_DESCRIPTION] = self.text
+            exif[EXIF_IMAGE_DESCRIPTION] = self.text
             first.save(
                 self.path,
                 format="WEBP",
@@ -465,15 +458,10 @@ def read_video_settings(path: str | os.PathLike) -> dict[str, Any] | None:
     text: Any = None
     if p.suffix.lower() in ANIMATION_SUFFIXES:
         with Image.open(p) as img:
-            text = img.info.get("comment") or img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
+            text = img.info.get("comment") or img.getexif().get(EXIF_IMAGE_DESCRIPTION)
     else:
         import av
 
         with av.open(str(p)) as container:
             text = container.metadata.get("comment")
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    try:
-        return json.loads(text)["settings"] if text else None
-    except (ValueError, KeyError, TypeError):
-        return None
+    return settings_from_text(text)
