@@ -296,10 +296,10 @@ VIDEO_DEFAULTS = {"size": 256, "steps": 100, "frame_steps": 40}
 
 
 @spaces.GPU(duration=video_space.video_gpu_duration)
-def run_video_on_gpu(request: video_space.VideoRequest) -> Iterator[tuple]:
+def run_video_on_gpu(request: video_space.VideoRequest, budget_s: float | None) -> Iterator[tuple]:
     """The whole clip in one GPU allocation (yields CPU objects; failures come out as gr.Error)."""
     with answered("running the optimisation"):
-        yield from video_space.stream_video(request, MODELS[request.config.pooling])
+        yield from video_space.stream_video(request, MODELS[request.config.pooling], budget_s)
 
 
 def stylize_video(
@@ -331,16 +331,9 @@ def stylize_video(
         request = video_space.check_video_request(
             video, style, size, steps, frame_steps, temporal_weight, max_frames, loop
         )
-    settings = {**request.config.to_dict(), **request.video.to_dict()}
-    running = video_space.VideoRun(request.clip, settings)
-    image = None
-    for image, status, finished in run_video_on_gpu(request):
-        if finished is not None:
-            running.frames.append(finished)
-        yield image, status, gr.update(), running
-    with answered("writing the video"):
-        path = video_space.write_result(running)
-    yield image, video_space.done_status(running), path, None
+    seconds = video_space.video_gpu_duration(request) if ON_ZEROGPU else None
+    budget = video_space.video_budget_s(seconds) if seconds is not None else None
+    yield from video_space.run_video(request, run_video_on_gpu(request, budget), seconds)
 
 
 # Closed until opened: the page above stays what it was (its controls keep their names on the page).

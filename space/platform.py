@@ -94,20 +94,20 @@ def on_gpu(
                     steps.append(item[5].seconds_per_step)
                 yield marked(item)
         except gr.Error as exc:
-            if not _from_platform(exc):
+            if not from_platform(exc):
                 raise
             log.warning("GPU platform: %s: %s", exc.title, exc.message)
-            if _aborted(exc) and last is not None:
+            if aborted(exc) and last is not None:
                 time_up = plan is not None and time.monotonic() - started >= plan.seconds
                 yield marked(_ended_by_platform(last, request, TIME_UP_NOTE if time_up else ABORTED_NOTE))
                 return
-            raise _platform_error(exc, plan) from None
+            raise platform_error(exc, plan) from None
         except (RuntimeError, httpx.HTTPError, OSError) as exc:
             # The device API's other answers and network failures (spaces raises them as they come).
             log.exception("GPU platform failure: %s", type(exc).__name__)
-            raise _platform_error(exc, plan) from None
+            raise platform_error(exc, plan) from None
     finally:
-        _close_elsewhere(items)
+        close_elsewhere(items)
         if plan is not None and last is not None:
             latest = last[5]
             width, height = latest.frame.image.size
@@ -135,11 +135,13 @@ def mark(image: Image.Image) -> Image.Image:
     return image
 
 
-def _from_platform(exc: gr.Error) -> bool:
+def from_platform(exc: gr.Error) -> bool:
+    """Whether ``exc`` comes from ZeroGPU itself (spaces titles its errors "ZeroGPU …"), not from the run."""
     return str(getattr(exc, "title", "")).startswith("ZeroGPU")
 
 
-def _aborted(exc: gr.Error) -> bool:
+def aborted(exc: gr.Error) -> bool:
+    """Whether ``exc`` says the platform killed the worker (its time ran out, or the GPU failed)."""
     return exc.title == "ZeroGPU worker error" and exc.message == "GPU task aborted"
 
 
@@ -152,7 +154,7 @@ def _ended_by_platform(last: StreamItem, request: Request, note: str) -> StreamI
     return frame.image, compare, last[2], status, download, latest
 
 
-def _platform_error(exc: BaseException, plan: Allocation | None) -> gr.Error:
+def platform_error(exc: BaseException, plan: Allocation | None) -> gr.Error:
     """The user's message for a platform failure."""
     seconds = plan.seconds if plan is not None else "?"
     if not isinstance(exc, gr.Error):
@@ -170,7 +172,7 @@ def _platform_error(exc: BaseException, plan: Allocation | None) -> gr.Error:
         title, message = BUSY
     elif kind == "ZeroGPU client error" and "token" in platform:
         title, message = AUTH
-    elif _aborted(exc):
+    elif aborted(exc):
         title, message = ABORTED
     elif kind == "ZeroGPU worker error":
         title, message = WORKER
@@ -179,7 +181,7 @@ def _platform_error(exc: BaseException, plan: Allocation | None) -> gr.Error:
     return user_error(message.format(seconds=seconds, platform=platform, kind=platform, title=kind), title)
 
 
-def _close_elsewhere(items: Generator) -> None:
+def close_elsewhere(items: Generator) -> None:
     """Close ``items`` on a thread of its own when that may wait (a run still going): on ZeroGPU closing waits for
     the worker's next yield and the GPU's release, and Gradio closes a cancelled run on its event loop."""
     if items.gi_frame is None:  # finished: nothing to wait for

@@ -9,13 +9,15 @@ last frame. Stop keeps the frames done as a shorter video (the session's :class:
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 import gradio as gr
+import httpx
 from PIL import Image
 
 from style_transfer.config import ConfigError, StyleConfig, VideoConfig, field_spec
@@ -24,9 +26,11 @@ from style_transfer.model import VGGFeatures
 from style_transfer.temporal import stylize_video
 from style_transfer.video import Clip, VideoWriter, read_clip
 
-from . import limits, zerogpu
-from .errors import user_error
+from . import limits, platform, zerogpu
+from .errors import answered, user_error
 from .files import RESULTS_DIR
+
+log = logging.getLogger(__name__)
 
 # Optical flow and warping per frame on the host (DIS medium at 512 px: ~20 ms for each of two flows, measured on a
 # 2-core EPYC) and the frame's targets (one forward pass of the photo and of the style: a step's worth).
@@ -102,14 +106,72 @@ def video_gpu_duration(request: VideoRequest, *args: object, **kwargs: object) -
     return int(min(limits.VIDEO_GPU_DURATION_MAX_S, max(limits.GPU_DURATION_MIN_S, math.ceil(seconds))))
 
 
-def stream_video(request: VideoRequest, model: VGGFeatures) -> Iterator[tuple]:
-    """``(image, status, finished frame or None)`` for every preview; runs on the GPU (CPU objects only)."""
+def stream_video(request: VideoRequest, model: VGGFeatures, budget_s: float | None = None) -> Iterator[tuple]:
+    """``(image, status, finished frame or None)`` for every preview; runs on the GPU (CPU objects only).
+
+    With ``budget_s`` (the seconds the worker may take on ZeroGPU) the run ends itself at the first preview past
+    it, so the frames done come back as a shorter video instead of being cut off by the platform.
+    """
+    start = time.monotonic()
     frames = stylize_video(request.clip, request.style, request.config, video=request.video, model=model)
-    for vf in frames:
-        eta = "" if vf.eta is None else f" · about {_duration(vf.eta)} left"
-        state = "done" if vf.finished else f"step {vf.step} of {vf.steps}"
-        status = f"frame {vf.index + 1} of {vf.total} ({state}){eta} · {vf.elapsed:.0f} s so far"
-        yield vf.image, status, vf.image if vf.finished else None
+    try:
+        for vf in frames:
+            eta = "" if vf.eta is None else f" · about {_duration(vf.eta)} left"
+            state = "done" if vf.finished else f"step {vf.step} of {vf.steps}"
+            status = f"frame {vf.index + 1} of {vf.total} ({state}){eta} · {vf.elapsed:.0f} s so far"
+            yield vf.image, status, vf.image if vf.finished else None
+            if budget_s is not None and time.monotonic() - start > budget_s and vf.index + 1 < vf.total:
+                yield vf.image, TIME_LIMIT_NOTE, None
+                return
+    finally:
+        frames.close()
+
+
+TIME_LIMIT_NOTE = "The run's GPU time limit was reached"
+PLATFORM_ENDED_NOTE = "The GPU platform ended the run (its time ran out, or the GPU failed)"
+
+
+def video_budget_s(seconds: int) -> float:
+    """The seconds a clip's worker may run before it stops itself: its allocation less the worker's own start and
+    a margin for the frame in progress and the pickled results."""
+    return max(1.0, seconds - limits.GPU_WORKER_START_S - 0.1 * seconds)
+
+
+def run_video(request: VideoRequest, items: Generator[tuple, None, None], seconds: int | None) -> Iterator[tuple]:
+    """The endpoint's updates ``(latest frame, status, video, run for Stop)`` from a GPU run's ``items``.
+
+    The frames finished are kept in the main process, so whatever ends the run (its time limit, the platform
+    killing the worker, Stop) the frames done become the video. Platform failures are clear messages
+    (:mod:`.platform`); closing the run happens off the server's event loop.
+    """
+    settings = {**request.config.to_dict(), **request.video.to_dict()}
+    running = VideoRun(request.clip, settings)
+    image, note = None, ""
+    try:
+        for image, status, finished in items:
+            if finished is not None:
+                running.frames.append(finished)
+            if status == TIME_LIMIT_NOTE:
+                note = status
+                break
+            yield platform.mark(image), status, gr.update(), running
+    except gr.Error as exc:
+        if not platform.from_platform(exc):
+            raise
+        log.warning("GPU platform: %s: %s", exc.title, exc.message)
+        if not (platform.aborted(exc) and running.frames):
+            plan = None if seconds is None else zerogpu.Allocation(seconds, 0.0)
+            raise platform.platform_error(exc, plan) from None
+        note = PLATFORM_ENDED_NOTE
+    except (RuntimeError, httpx.HTTPError, OSError) as exc:
+        log.exception("GPU platform failure: %s", type(exc).__name__)
+        raise platform.platform_error(exc, None) from None
+    finally:
+        platform.close_elsewhere(items)
+    with answered("writing the video"):
+        path = write_result(running)
+    status = done_status(running) if not note else f"{note}: {_frames_done(running)} the video."
+    yield image, status, path, None
 
 
 def write_result(run: VideoRun) -> str | None:
@@ -139,8 +201,13 @@ def finish_video(run: VideoRun | None) -> tuple:
     if run is None or not run.frames:
         return gr.update(), gr.update(value="Stopped before the first frame was finished."), None
     path = write_result(run)
-    status = f"Stopped: the {len(run.frames)} frames done are the video."
+    status = f"Stopped: {_frames_done(run)} the video."
     return gr.update(value=path), status, None
+
+
+def _frames_done(run: VideoRun) -> str:
+    count = len(run.frames)
+    return "the frame done is" if count == 1 else f"the {count} frames done are"
 
 
 def _duration(seconds: float) -> str:

@@ -71,3 +71,71 @@ def test_a_path_outside_the_upload_cache_is_never_read(app_url, tmp_path, style_
                 if line.startswith("event:"):
                     event = line.split(":", 1)[1].strip()
     assert event in ("error", None)
+
+
+def _request(frames: int = 3) -> video_space.VideoRequest:
+    from PIL import Image
+
+    clip = Clip([Image.new("RGB", (48, 32))] * frames, [0.1 * i for i in range(frames)], [0.1] * frames, Fraction(10))
+    return video_space.VideoRequest(clip, Image.new("RGB", (48, 32)), StyleConfig(size=48), VideoConfig())
+
+
+def _gpu_run(finished: int, then: BaseException | None):
+    """A GPU run's items as the worker sends them: ``finished`` frames, then ``then`` raised (as spaces does)."""
+    from PIL import Image
+
+    for i in range(finished):
+        image = Image.new("RGB", (48, 32), (40 * i, 0, 0))
+        yield image, f"frame {i + 1} of 3 (step 1 of 2)", None
+        yield image, f"frame {i + 1} of 3 (done)", image
+    if then is not None:
+        raise then
+
+
+def test_a_clip_the_platform_ends_keeps_the_frames_done():
+    """ZeroGPU kills a worker whose time is up: the frames finished before become the video, with a note."""
+    import gradio as gr
+
+    aborted = gr.Error("GPU task aborted", title="ZeroGPU worker error", print_exception=False)
+    updates = list(video_space.run_video(_request(), _gpu_run(2, aborted), 60))
+    image, status, path, running = updates[-1]
+    assert image is not None  # the last frame stays shown
+    assert status.startswith("The GPU platform ended the run") and "the 2 frames done are the video" in status
+    assert running is None
+    with av.open(path) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 2
+
+
+def test_a_clip_that_reaches_its_time_limit_ends_itself_with_the_frames_done():
+    from PIL import Image
+
+    def items():
+        yield from _gpu_run(1, None)
+        yield Image.new("RGB", (48, 32)), video_space.TIME_LIMIT_NOTE, None
+        raise AssertionError("the run must not be asked for more after its time limit")
+
+    status, path = list(video_space.run_video(_request(), items(), 60))[-1][1:3]
+    assert status == "The run's GPU time limit was reached: the frame done is the video."
+    with av.open(path) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "title"),
+    [
+        ("quota", "GPU quota used up"),
+        ("busy", "No GPU is free"),
+        ("aborted-at-once", "GPU run ended by the platform"),
+    ],
+)
+def test_platform_failures_of_a_clip_get_clear_messages(error, title):
+    import gradio as gr
+
+    raised = {
+        "quota": gr.Error("You have exceeded your ZeroGPU quota", title="ZeroGPU quota exceeded"),
+        "busy": gr.Error("No GPU was available after 60s", title="ZeroGPU queue timeout"),
+        "aborted-at-once": gr.Error("GPU task aborted", title="ZeroGPU worker error"),
+    }[error]
+    with pytest.raises(gr.Error) as info:
+        list(video_space.run_video(_request(), _gpu_run(0, raised), 60))
+    assert info.value.title == title
