@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import av
 import gradio as gr
 import httpx
 import numpy as np
@@ -249,3 +250,24 @@ def test_worker_failures_are_named(error, title, words):
     with pytest.raises(gr.Error) as info:
         list(on_gpu(_failing(error), request=None))
     assert info.value.title == title and words in info.value.message
+
+
+def test_a_clip_streams_from_the_gpu_worker_and_keeps_its_frames_when_ended(client, images, device, tmp_path):
+    """The Video endpoint runs the whole clip in one forked worker: its frames stream back, and when the platform
+    ends the worker mid-clip the frames done come back as a shorter video."""
+    from tests.test_video import make_mp4, pan
+
+    clip = handle_file(str(make_mp4(tmp_path / "in.mp4", pan(3), fps=10)))
+    style = handle_file(str(images / "style.png"))
+    job = client.submit(clip, style, 48, 2, 1, 1e12, 3, False, api_name="/stylize_video")
+    final = job.result(timeout=120)
+    assert any(out[1].startswith("frame 3 of 3 (done)") for out in job.outputs())
+    with av.open(io.BytesIO(_fetch(final[2]["url"]))) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3
+
+    device.set(abort_after=6.0)
+    job = client.submit(clip, style, 48, 2, 400, 1e12, 3, False, api_name="/stylize_video")  # a long 2nd frame
+    final = job.result(timeout=120)
+    assert final[1].startswith(("The GPU platform ended the run", "The run's GPU time limit was reached")), final[1]
+    with av.open(io.BytesIO(_fetch(final[2]["url"]))) as c:
+        assert 1 <= sum(1 for _ in c.decode(video=0)) < 3
