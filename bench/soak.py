@@ -6,7 +6,7 @@ Starts ``python app.py`` on a free 127.0.0.1 port (its own process group, privat
 sends the first ``--warmup`` requests one after another from one client, then the rest over ``--clients``
 concurrent clients. The mix (:data:`MIX`) cycles through Adam, L-BFGS, coarse-to-fine, two styles, a mask, colour
 preservation, a cancel after the first preview, and bad inputs. Every answer is checked: a good request must end
-with its final frame ("step N/N", the right size, pixels changed from the photo), a bad one with an ``AppError``
+with its final frame ("Done: N steps", the right size, pixels changed from the photo), a bad one with an ``AppError``
 that names the problem. Reports ok / cancelled / clear-error / failed counts, latency percentiles, the server's
 RSS and open file descriptors (its whole process tree) and the files left in its caches, as ``report.md`` and
 ``results.json`` in ``--out``. ``tests/test_soak.py`` runs the same code with fewer requests.
@@ -264,7 +264,7 @@ class Call:
             outcome.frames = len(job.outputs())
             if kind.cancel:
                 job.cancel()
-                ok = outcome.frames > 0 and str(job.outputs()[0][3]).startswith("step 0/")
+                ok = outcome.frames > 0 and str(job.outputs()[0][3]).startswith("Starting: step 0 of ")
                 outcome.outcome, outcome.message = ("cancelled", "") if ok else ("failed", "no first preview")
                 return outcome
             problem = _check_final(job.result(timeout=timeout), self.args, outcome)
@@ -333,7 +333,7 @@ def _check_final(final, args: dict, outcome: Outcome) -> str | None:
     """None if ``final`` is the last frame of a real run of ``args``; otherwise what is wrong."""
     image, (before, _after), _losses, status, download = final
     steps = args["steps"]
-    if not str(status).startswith(f"step {steps}/{steps}"):
+    if not str(status).startswith(f"Done: {steps} step"):
         return f"not the final frame: {str(status).splitlines()[0]!r}"
     if download is None:
         return "no download file"

@@ -29,7 +29,7 @@ from .config import (
     preset,
     video_field_specs,
 )
-from .formats import is_video, video_format_for
+from .formats import ANIMATION_SUFFIXES, STILL_SUFFIXES, is_video, video_format_for
 from .output import format_for, save_image
 
 if TYPE_CHECKING:
@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    video = is_video(args.content)
+    # An animated GIF or WebP asked for as a still (-o x.png) is painted from its first frame, as any image is.
+    still_out = args.output is not None and Path(args.output).suffix.lower() in STILL_SUFFIXES
+    video = is_video(args.content) and not (still_out and Path(args.content).suffix.lower() in ANIMATION_SUFFIXES)
     output = Path(args.output or ("stylized.mp4" if video else "stylized.png"))
     try:
         explicit = {f.name: getattr(args, f.name) for f in field_specs() if hasattr(args, f.name)}

@@ -8,6 +8,8 @@ from pathlib import Path
 
 CONTAINER_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")
 ANIMATION_SUFFIXES = (".gif", ".webp")
+# Output names that ask for a still picture (style_transfer.output writes them).
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # The formats a stylised clip is written in, by output suffix.
 VIDEO_OUTPUT_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".gif": "gif", ".webp": "webp"}
 
