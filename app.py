@@ -16,6 +16,7 @@ import gradio as gr
 import torch
 
 from space import limits, params
+from space import video as video_space
 from space.costplot import CostPlot
 from space.errors import answered
 from space.platform import on_gpu
@@ -24,6 +25,7 @@ from space.stop import complete, finish, remember
 from space.stream import COST_LINE, StreamItem, stream
 from space.zerogpu import ON_ZEROGPU, Allocation, allocation, estimate_note, requested_seconds
 from style_transfer.accel import bf16_supported
+from style_transfer.config import TEMPORAL_WEIGHT_DEFAULT
 from style_transfer.engine import preload
 from style_transfer.model import load_model
 
@@ -284,9 +286,6 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
 
 # ===== Video tab: the /stylize_video endpoint and its layout (begin) ================================================
 # Self-contained: the still-image layout above and its endpoint are untouched; space/video.py holds the logic.
-from space import video as video_space  # noqa: E402
-from style_transfer.config import TEMPORAL_WEIGHT_DEFAULT  # noqa: E402
-
 VIDEO_EXAMPLES = sorted((HERE / "examples" / "video").glob("*.mp4"))
 VIDEO_STYLES = {
     "lake_boats_pan": HERE / "examples" / "styles" / "starry_night.jpg",
