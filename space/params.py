@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import gradio as gr
+import torch
 
 from style_transfer.config import PRESETS, default_of, field_spec, number, preset
 from style_transfer.output import FILE_FORMATS
 
 from .guards import guard_image_input, guard_region, guard_setting
-from .limits import MAX_SIZE_GPU
+from .limits import max_size
 
 REQUIRED = inspect.Parameter.empty
 
@@ -130,7 +131,7 @@ PARAMS: tuple[Param, ...] = (
           required=True, sources=["upload", "clipboard", "webcam"]),
     image("style", "style image", "the painting whose style to copy (image file or URL).", "Style image", 300, "style",
           required=True),
-    slider("size", "Output size (px)", 16, maximum=MAX_SIZE_GPU),
+    slider("size", "Output size (px)", 16, maximum=max_size(torch.cuda.is_available())),
     slider("steps", "Steps", 1),
     slider("style_strength", "Style strength", 0.5),
     slider("learning_rate", "Learning rate", 0.001),
