@@ -41,7 +41,7 @@ def main(size: int = 256, steps: int = 150) -> None:
             box.fill(str(value))
             box.press("Enter")
         page.get_by_role("button", name="Generate").click()
-        expect(page.locator("#status textarea")).to_have_value(re.compile(rf"^step {steps}/{steps}"), timeout=1_800_000)
+        expect(page.locator("#status textarea")).to_have_value(re.compile(rf"^Done: {steps} steps"), timeout=1_800_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
         browser.close()
