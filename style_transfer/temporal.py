@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,17 +152,8 @@ def _run(
         for last in frames:
             if last.done:
                 break
-            yield VideoFrame(
-                index,
-                total,
-                last.step,
-                frame_cfg.steps,
-                _shown(last.image, content, luminance),
-                last.losses,
-                time.perf_counter() - start,
-                _eta(index, total, first_seconds, later_seconds, step_ratio),
-                clip=clip,
-            )
+            eta = _eta(index, total, first_seconds, later_seconds, step_ratio)
+            yield _video_frame(clip, index, last, frame_cfg.steps, _shown(last.image, content, luminance), start, eta)
         assert last is not None
         result = np.asarray(last.image, dtype=np.float32) / 255.0
         previous = result
@@ -172,19 +164,19 @@ def _run(
             first_seconds = seconds
         else:
             later_seconds.append(seconds)
-        yield VideoFrame(
-            index,
-            total,
-            last.step,
-            frame_cfg.steps,
-            _shown(last.image, content, luminance),
-            last.losses,
-            time.perf_counter() - start,
-            _eta(index + 1, total, first_seconds, later_seconds, step_ratio) if index + 1 < total else 0.0,
-            finished=True,
-            clip=clip,
-            timings={"flow": flow_seconds, "optimise": seconds - flow_seconds},
-        )
+        eta = _eta(index + 1, total, first_seconds, later_seconds, step_ratio) if index + 1 < total else 0.0
+        timings = {"flow": flow_seconds, "optimise": seconds - flow_seconds}
+        shown = _shown(last.image, content, luminance)
+        yield _video_frame(clip, index, last, frame_cfg.steps, shown, start, eta, finished=True, timings=timings)
+
+
+def _video_frame(
+    clip: Clip, index: int, frame: Frame, steps: int, shown: Image.Image, start: float, eta: float | None, **extra: Any
+) -> VideoFrame:
+    """Frame ``index`` of ``clip`` as the still run's ``frame`` left it, shown as ``shown``."""
+    return VideoFrame(
+        index, len(clip), frame.step, steps, shown, frame.losses, time.perf_counter() - start, eta, clip=clip, **extra
+    )
 
 
 def _guide(

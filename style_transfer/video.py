@@ -371,30 +371,20 @@ class VideoWriter:
         first, rest = self._frames[0], self._frames[1:]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "gif":
-            first.save(
-                self.path,
-                format="GIF",
-                save_all=True,
-                append_images=rest,
-                duration=durations,
-                loop=self.clip.loop,
-                comment=self.text.encode(),
-                disposal=1,
-                optimize=False,
-            )
+            extra: dict[str, Any] = {"comment": self.text.encode(), "disposal": 1, "optimize": False}
         else:
             exif = Image.Exif()
             exif[EXIF_IMAGE_DESCRIPTION] = self.text
-            first.save(
-                self.path,
-                format="WEBP",
-                save_all=True,
-                append_images=rest,
-                duration=durations,
-                loop=self.clip.loop,
-                quality=90,
-                exif=exif.tobytes(),
-            )
+            extra = {"quality": 90, "exif": exif.tobytes()}
+        first.save(
+            self.path,
+            format=self.format.upper(),
+            save_all=True,
+            append_images=rest,
+            duration=durations,
+            loop=self.clip.loop,
+            **extra,
+        )
         return self.path
 
     def _add_audio(self) -> None:
