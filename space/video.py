@@ -185,7 +185,10 @@ def write_result(run: VideoRun) -> str | None:
         with contextlib.suppress(OSError):
             if old.stat().st_mtime < cutoff:
                 old.unlink()
-    writer = VideoWriter(RESULTS_DIR / f"stylized-{uuid.uuid4().hex[:12]}.mp4", run.clip, run.settings)
+    # The id makes every result's bytes unique: Gradio names the file it serves after its content, so two identical
+    # runs would otherwise share (and rewrite) one file.
+    result_id = uuid.uuid4().hex[:12]
+    writer = VideoWriter(RESULTS_DIR / f"stylized-{result_id}.mp4", run.clip, {**run.settings, "result_id": result_id})
     for frame in run.frames:
         writer.add(frame)
     return str(writer.close())

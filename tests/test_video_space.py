@@ -139,3 +139,12 @@ def test_platform_failures_of_a_clip_get_clear_messages(error, title):
     with pytest.raises(gr.Error) as info:
         list(video_space.run_video(_request(), _gpu_run(0, raised), 60))
     assert info.value.title == title
+
+
+def test_identical_clips_get_files_of_their_own():
+    """Gradio names a served file after its content: two identical runs must not write the same bytes."""
+    from style_transfer.video import read_video_settings
+
+    paths = [list(video_space.run_video(_request(), _gpu_run(2, None), None))[-1][2] for _ in range(2)]
+    ids = [read_video_settings(p)["result_id"] for p in paths]
+    assert paths[0] != paths[1] and ids[0] != ids[1]
