@@ -209,6 +209,24 @@ def test_closing_the_generator_stops_the_run(tmp_path, style_path, model):
     assert next(run, None) is None
 
 
+def test_clip_benchs_flicker_is_zero_for_still_outputs_and_grows_with_a_shift():
+    """bench.video's real-clip measure (motion estimated on the input by Farnebäck): outputs that follow the motion
+    flicker (almost) 0; outputs that do not follow it, or shift where the input stood still, flicker."""
+    from bench.video import clip_motion, flicker_along
+
+    # A textured picture (blobs of noise, 8 px across), so the flow has something to follow.
+    noise = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    wide = Image.fromarray(noise).resize((96, 64), Image.Resampling.BICUBIC)
+    moving = [wide.crop((2 * t, 8, 2 * t + 64, 56)) for t in range(3)]  # a pan by 2 px a frame
+    still = [moving[0]] * 3
+    no_motion = [(np.zeros((48, 64, 2), np.float32), np.ones((48, 64), bool))] * 2
+    assert flicker_along(still, no_motion) == 0.0
+    assert flicker_along(moving, no_motion) > 5.0  # the outputs shifted, the input did not
+    motion = clip_motion(moving)
+    assert all(seen.mean() > 0.8 for _, seen in motion)  # all but the strip that came into view
+    assert flicker_along(moving, motion) < 0.1 * flicker_along(still, motion)  # following the motion: (almost) none
+
+
 # --- Bad input ------------------------------------------------------------------------------------------------------
 
 
