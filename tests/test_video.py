@@ -129,6 +129,36 @@ def test_animated_webp_output(tmp_path):
     assert read_video_settings(out) == {"a": 1}
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".gif", ".webp"])
+def test_a_failed_encode_leaves_no_file(tmp_path, monkeypatch, suffix):
+    """A result is written under a temporary name and renamed when complete: an error mid-encode (here after the
+    first frame is on disk) leaves neither the result nor the temporary file."""
+    clip = read_clip(make_gif(tmp_path / "in.gif", pan(3), durations=[100] * 3), 48)
+    folder = tmp_path / "out"
+    out = write_video(folder / f"ok{suffix}", clip.frames, clip)
+    assert sorted(p.name for p in folder.iterdir()) == [out.name]  # written whole: no temporary file left
+    real_add, real_save = video.VideoWriter._add_mp4, Image.Image.save
+
+    def add_then_fail(self, image):
+        if self.count:
+            raise OSError(28, "No space left on device")
+        real_add(self, image)
+
+    def save_then_fail(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(video.VideoWriter, "_add_mp4", add_then_fail)
+    monkeypatch.setattr(Image.Image, "save", save_then_fail)
+    writer = video.VideoWriter(folder / f"bad{suffix}", clip)
+    with pytest.raises(OSError, match="No space"):
+        for frame in clip.frames:
+            writer.add(frame)
+        writer.close()
+    assert writer.close() is None and writer.count == 0
+    assert sorted(p.name for p in folder.iterdir()) == [out.name]
+
+
 @pytest.mark.parametrize(("suffix", "codec"), [(".webm", "libvpx-vp9"), (".mov", "libx264"), (".mkv", "libx264")])
 def test_other_containers_are_read_whole(tmp_path, suffix, codec):
     path = tmp_path / f"in{suffix}"
