@@ -73,6 +73,18 @@ class Clip:
         return self.frames[0].size
 
 
+def preload() -> None:
+    """Import now what a clip's run would otherwise import on first use (PyAV to read and write clips, OpenCV for the
+    optical flow), so that a server's first video request is as fast as its later ones; app.py calls it at start-up
+    beside :func:`style_transfer.engine.preload`."""
+    import av
+    import av.subtitles.stream  # imported by a container's first look at its streams
+    import cv2
+
+    av.open  # noqa: B018  (the imports are the point)
+    cv2.DISOpticalFlow_create(0)
+
+
 def read_clip(path: str | os.PathLike, size: int, video: VideoConfig | None = None) -> Clip:
     """Read the frames of ``path`` that ``video`` selects (start, duration, max_frames), upright, resized so their
     longest side is ``size``. Raises :class:`VideoError` with a clear message for anything unusable."""
