@@ -28,6 +28,7 @@ from style_transfer.accel import bf16_supported
 from style_transfer.config import TEMPORAL_WEIGHT_DEFAULT
 from style_transfer.engine import preload
 from style_transfer.model import load_model
+from style_transfer.video import preload as preload_video
 
 HERE = Path(__file__).parent
 CONTENT_EXAMPLES = sorted((HERE / "examples" / "content").glob("*.jpg"))
@@ -47,6 +48,7 @@ EXAMPLE_PAIRS = [
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 MODELS = {pooling: load_model("caffe", DEVICE, pooling) for pooling in ("max", "avg")}
 preload()  # the first request would otherwise pay ~1 s of lazy imports (torch.optim's first use)
+preload_video()  # and a first clip ~0.4 s more (PyAV, OpenCV)
 # On a CPU start at 256 px, with the steps that finish in under a minute on 2 cores (README, "Defaults"): 150 with
 # native bf16, 100 in fp32, which is ~1.7x slower per step.
 CPU_STEPS = 150 if bf16_supported(torch.device("cpu")) else 100
@@ -144,100 +146,104 @@ with gr.Blocks(title="Neural Style Transfer", delete_cache=limits.DELETE_CACHE) 
         "(VGG-19, Adam on the pixels). Pick or upload a **content** photo and a **style** image, press "
         "**Generate**, and watch the picture change step by step."
     )
-    with gr.Row():
-        with gr.Column():
-            content_in = ui("content")
-            content_gallery = _gallery(CONTENT_EXAMPLES, "Example photos", 4, "content-gallery")
-        with gr.Column():
-            style_in = ui("style")
-            style_gallery = _gallery(STYLE_EXAMPLES, "Example styles", 5, "style-gallery")
-        with gr.Column():
-            result = gr.Image(
-                type="pil",
-                format="png",
-                label="Result",
-                elem_id="result",
-                height=300,
-                interactive=False,
-                buttons=["download", "fullscreen"],
-            )
-            # The endpoint's status (hidden): the page shows its words as Progress and its cost line apart.
-            status = gr.Textbox(visible=False, elem_id="status-api")
-            progress = gr.Textbox(label="Progress", elem_id="status", lines=1, max_lines=4, interactive=False)
-            with gr.Accordion("Cost details", open=False):
-                cost_detail = gr.Textbox(show_label=False, elem_id="cost-detail", lines=1, interactive=False)
+    # Two pages: a picture, and a clip (the Video tab, added below with its endpoint). Each page's controls are looked
+    # up inside its tab (#picture-tab, #video-tab): both have a Generate, a Stop and steps.
+    with gr.Tabs(elem_id="tabs") as tabs, gr.Tab("Picture", id="picture", elem_id="picture-tab"):
+        with gr.Row():
+            with gr.Column():
+                content_in = ui("content")
+                content_gallery = _gallery(CONTENT_EXAMPLES, "Example photos", 4, "content-gallery")
+            with gr.Column():
+                style_in = ui("style")
+                style_gallery = _gallery(STYLE_EXAMPLES, "Example styles", 5, "style-gallery")
+            with gr.Column():
+                result = gr.Image(
+                    type="pil",
+                    format="png",
+                    label="Result",
+                    elem_id="result",
+                    height=300,
+                    interactive=False,
+                    buttons=["download", "fullscreen"],
+                )
+                # The endpoint's status (hidden): the page shows its words as Progress and its cost line apart.
+                status = gr.Textbox(visible=False, elem_id="status-api")
+                progress = gr.Textbox(label="Progress", elem_id="status", lines=1, max_lines=4, interactive=False)
+                with gr.Accordion("Cost details", open=False):
+                    cost_detail = gr.Textbox(show_label=False, elem_id="cost-detail", lines=1, interactive=False)
+                with gr.Row():
+                    run_btn = gr.Button("Generate", variant="primary", elem_id="run")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+        with gr.Row():
+            size_in = ui("size")
+            steps_in = ui("steps")
+            ui("style_strength")
+        # The GPU seconds a run will ask for, before it starts (ZeroGPU's quota is a few minutes a day); no GPU, no
+        # quota.
+        estimate = gr.Markdown(elem_id="estimate", visible=DEVICE == "cuda")
+        with gr.Accordion("Advanced settings", open=False):
             with gr.Row():
-                run_btn = gr.Button("Generate", variant="primary", elem_id="run")
-                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-    with gr.Row():
-        size_in = ui("size")
-        steps_in = ui("steps")
-        ui("style_strength")
-    # The GPU seconds a run will ask for, before it starts (ZeroGPU's quota is a few minutes a day); no GPU, no quota.
-    estimate = gr.Markdown(elem_id="estimate", visible=DEVICE == "cuda")
-    with gr.Accordion("Advanced settings", open=False):
+                ui("learning_rate")
+                ui("preview_every")
+                ui("seed")
+            with gr.Row():
+                ui("content_weight")
+                ui("style_weight")
+                ui("tv_weight")
+                ui("init")
+            with gr.Row():
+                optimizer_in = ui("optimizer")
+                scales_in = ui("scales")
+                ui("pooling")
+                ui("precision")
+        with gr.Accordion("More styles, colours, region and output", open=False):
+            with gr.Row():
+                preset_in = gr.Dropdown(
+                    list(params.UI_PRESETS),
+                    value="balanced",
+                    label="Preset",
+                    elem_id="preset",
+                    info="Sets size, steps, weights, scales and optimiser at once.",
+                )
+                ui("preserve_colors")
+                ui("style_scale")
+                ui("output_format")
+            with gr.Row():
+                ui("style_1_blend")
+                ui("style_2")
+                ui("style_2_blend")
+                ui("style_3")
+                ui("style_3_blend")
+            with gr.Row():
+                mask = ui("mask")
+                ui("background_style")
+            endpoint.remaining()  # a parameter added to space/params.py appears here until it gets its own place
         with gr.Row():
-            ui("learning_rate")
-            ui("preview_every")
-            ui("seed")
-        with gr.Row():
-            ui("content_weight")
-            ui("style_weight")
-            ui("tv_weight")
-            ui("init")
-        with gr.Row():
-            optimizer_in = ui("optimizer")
-            scales_in = ui("scales")
-            ui("pooling")
-            ui("precision")
-    with gr.Accordion("More styles, colours, region and output", open=False):
-        with gr.Row():
-            preset_in = gr.Dropdown(
-                list(params.UI_PRESETS),
-                value="balanced",
-                label="Preset",
-                elem_id="preset",
-                info="Sets size, steps, weights, scales and optimiser at once.",
-            )
-            ui("preserve_colors")
-            ui("style_scale")
-            ui("output_format")
-        with gr.Row():
-            ui("style_1_blend")
-            ui("style_2")
-            ui("style_2_blend")
-            ui("style_3")
-            ui("style_3_blend")
-        with gr.Row():
-            mask = ui("mask")
-            ui("background_style")
-        endpoint.remaining()  # a parameter added to space/params.py appears here until it gets its own place
-    with gr.Row():
-        compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
-        # No height: with one, Gradio 6.31 cuts the legend (which line is which cost) off below the chart.
-        losses = CostPlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses")
-    download = gr.File(label="Download the result (settings embedded)", elem_id="download")
-    # The run in progress and its latest frame, which Stop keeps (space/stop.py).
-    running = gr.State(None, time_to_live=limits.STOP_STATE_TTL_S)
+            compare = gr.ImageSlider(type="pil", format="png", label="Before / after", elem_id="compare", height=360)
+            # No height: with one, Gradio 6.31 cuts the legend (which line is which cost) off below the chart.
+            losses = CostPlot(x="step", y="log10 cost", color="term", label="Cost (log10)", elem_id="losses")
+        download = gr.File(label="Download the result (settings embedded)", elem_id="download")
+        # The run in progress and its latest frame, which Stop keeps (space/stop.py).
+        running = gr.State(None, time_to_live=limits.STOP_STATE_TTL_S)
 
-    inputs = endpoint.inputs()  # every parameter's component, in the endpoint's order
-    outputs = [result, compare, losses, status, download]
-    examples = gr.Examples(
-        examples=[endpoint.example(str(c), str(s)) for c, s in EXAMPLE_PAIRS],
-        inputs=endpoint.inputs(endpoint.example_names()),  # the optional images have no example value
-        outputs=outputs,
-        fn=endpoint.function(run_example, name="stylize_example", names=endpoint.example_names()),
-        cache_examples=CACHE_EXAMPLES,
-        cache_mode="lazy",
-        visible_columns=[0, 1],
-        label="Complete examples "
-        + ("(results are cached after the first run)" if CACHE_EXAMPLES else "(click one, then Generate)"),
-        api_visibility="private",
-    )
-    gr.Markdown(
-        "**Tips**: a larger style strength paints more boldly; more steps refine the texture. "
-        "The API is documented under *Use via API* below (endpoint `/stylize`)."
-    )
+        inputs = endpoint.inputs()  # every parameter's component, in the endpoint's order
+        outputs = [result, compare, losses, status, download]
+        examples = gr.Examples(
+            examples=[endpoint.example(str(c), str(s)) for c, s in EXAMPLE_PAIRS],
+            inputs=endpoint.inputs(endpoint.example_names()),  # the optional images have no example value
+            outputs=outputs,
+            fn=endpoint.function(run_example, name="stylize_example", names=endpoint.example_names()),
+            cache_examples=CACHE_EXAMPLES,
+            cache_mode="lazy",
+            visible_columns=[0, 1],
+            label="Complete examples "
+            + ("(results are cached after the first run)" if CACHE_EXAMPLES else "(click one, then Generate)"),
+            api_visibility="private",
+        )
+        gr.Markdown(
+            "**Tips**: a larger style strength paints more boldly; more steps refine the texture. "
+            "The API is documented under *Use via API* below (endpoint `/stylize`)."
+        )
 
     # queue=False: picking an example still works while the queue is full.
     content_gallery.select(_pick(CONTENT_EXAMPLES), None, content_in, api_visibility="private", queue=False)
@@ -335,8 +341,7 @@ def stylize_video(
     yield from video_space.run_video(request, run_video_on_gpu(request, budget), seconds)
 
 
-# Closed until opened: the page above stays what it was (its controls keep their names on the page).
-with demo, gr.Accordion("Video: paint a clip (MP4, WebM, MOV, animated GIF or WebP)", open=False, elem_id="video-tab"):
+with demo, tabs, gr.Tab("Video", id="video", elem_id="video-tab"):
     gr.Markdown(
         "Repaint a short clip (MP4, WebM, MOV, animated GIF or WebP) frame by frame. Each frame starts "
         "from the previous one moved along the motion, so the strokes follow the picture instead of flickering."

@@ -37,10 +37,10 @@ def main(size: int = 256, steps: int = 150) -> None:
         page.locator("#style-gallery").get_by_label(re.compile(r"Thumbnail 10 of")).click()  # starry_night
         expect(page.locator("#style img")).to_be_visible(timeout=20_000)
         for label, value in (("Output size (px)", size), ("Steps", steps)):
-            box = page.get_by_label(f"number input for {label}")
+            box = page.locator("#picture-tab").get_by_label(f"number input for {label}", exact=True)
             box.fill(str(value))
             box.press("Enter")
-        page.get_by_role("button", name="Generate").click()
+        page.locator("#picture-tab").get_by_role("button", name="Generate", exact=True).click()
         expect(page.locator("#status textarea")).to_have_value(re.compile(rf"^Done: {steps} steps"), timeout=1_800_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)

@@ -61,14 +61,14 @@ def save_image(
         raise ValueError(f"output_format: {fmt!r} is not one of {', '.join(FILE_FORMATS)}")
     text = settings_text(settings)
     if isinstance(target, (str, Path)):
-        with _replaced(Path(target)) as part:
+        with replaced(Path(target)) as part:
             _write(image, part, fmt, text, quality, image16)
     else:
         _write(image, target, fmt, text, quality, image16)
 
 
 @contextlib.contextmanager
-def _replaced(path: Path):
+def replaced(path: Path):
     """A temporary file next to ``path``, renamed to it when the block ends without error, else removed."""
     name = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
     os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask's mode, as a plain open's

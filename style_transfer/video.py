@@ -8,7 +8,8 @@ decoding, so a clip that lies about its length still stops at the limit.
 Results are written as MP4 (H.264, yuv420p: plays in browsers), animated GIF or animated WebP with the same frame
 count and timing as the clip read, the audio kept in an MP4, and the settings embedded as the same JSON the still
 images carry (MP4: the ``comment`` tag; GIF: its comment; WebP: EXIF ImageDescription); :func:`read_video_settings`
-reads them back.
+reads them back. A result is written under a temporary name in its folder and renamed when complete (as a still
+is), so a failure while encoding (a full disk, an error mid-way) leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .limits import (
     MAX_VIDEO_SECONDS,
     MAX_VIDEO_WORK_PIXELS,
 )
-from .output import EXIF_IMAGE_DESCRIPTION, settings_from_text, settings_text
+from .output import EXIF_IMAGE_DESCRIPTION, replaced, settings_from_text, settings_text
 
 # Frame intervals that differ by more than this fraction from the median make a clip "variable frame rate".
 _VFR_TOLERANCE = 0.1
@@ -70,6 +71,18 @@ class Clip:
     def size(self) -> tuple[int, int]:
         """(width, height) of the frames."""
         return self.frames[0].size
+
+
+def preload() -> None:
+    """Import now what a clip's run would otherwise import on first use (PyAV to read and write clips, OpenCV for the
+    optical flow), so that a server's first video request is as fast as its later ones; app.py calls it at start-up
+    beside :func:`style_transfer.engine.preload`."""
+    import av
+    import av.subtitles.stream  # imported by a container's first look at its streams
+    import cv2
+
+    av.open  # noqa: B018  (the imports are the point)
+    cv2.DISOpticalFlow_create(0)
 
 
 def read_clip(path: str | os.PathLike, size: int, video: VideoConfig | None = None) -> Clip:
@@ -318,14 +331,40 @@ class VideoWriter:
         self._container: Any = None
         self._stream: Any = None
         self._size: tuple[int, int] | None = None
+        self._file = contextlib.ExitStack()  # the temporary file while it is written: renamed, or removed on failure
+        self._part: Path | None = None
+        self._failed = False
 
     def add(self, image: Image.Image) -> None:
-        """Append the next frame."""
-        if self.format == "mp4":
-            self._add_mp4(image)
-        else:
-            self._frames.append(image.convert("RGB"))
+        """Append the next frame. If it cannot be written, nothing is left on disk (the error is raised; the
+        writer is then spent: ``count`` 0, :meth:`close` returns None)."""
+        if self._failed:
+            return
+        try:
+            if self.format == "mp4":
+                self._add_mp4(image)
+            else:
+                self._frames.append(image.convert("RGB"))
+        except BaseException as exc:
+            self._abort(exc)
+            raise
         self.count += 1
+
+    def _open(self) -> Path:
+        """The temporary file next to ``path`` that the frames go to (made on first use)."""
+        if self._part is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._part = self._file.enter_context(replaced(self.path))
+        return self._part
+
+    def _abort(self, exc: BaseException) -> None:
+        """Give up the file: the encoder closed, the temporary file removed."""
+        self._failed, self.count = True, 0
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        self._file.__exit__(type(exc), exc, exc.__traceback__)
 
     def _add_mp4(self, image: Image.Image) -> None:
         import av
@@ -333,8 +372,7 @@ class VideoWriter:
         if self._container is None:
             width, height = image.size
             self._size = (width - width % 2, height - height % 2)  # yuv420p needs even sides
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), "w", format="mp4")
+            self._container = av.open(str(self._open()), "w", format="mp4")
             self._container.metadata["comment"] = self.text
             if self.clip.variable_rate:  # every frame keeps its own time
                 stream = self._container.add_stream("libx264", rate=self.clip.fps)
@@ -357,19 +395,29 @@ class VideoWriter:
             self._container.mux(packet)
 
     def close(self) -> Path | None:
-        """Finish the file; returns its path, or None when no frame was added (nothing is written)."""
-        if self.count == 0:
+        """Finish the file; returns its path, or None when no frame was added (nothing is written). If it cannot be
+        finished, nothing is left on disk (the error is raised)."""
+        if self.count == 0 or self._failed:
             return None
+        try:
+            self._finish(self._open())
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        self._file.close()  # complete: renamed to path
+        return self.path
+
+    def _finish(self, part: Path) -> None:
         if self.format == "mp4":
             for packet in self._stream.encode():
                 self._container.mux(packet)
             self._container.close()
+            self._container = None
             if self.clip.audio and self.clip.source:
-                self._add_audio()
-            return self.path
+                self._add_audio(part)
+            return
         durations = [max(10, round(d * 1000)) for d in self.clip.durations[: self.count]]
         first, rest = self._frames[0], self._frames[1:]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "gif":
             extra: dict[str, Any] = {"comment": self.text.encode(), "disposal": 1, "optimize": False}
         else:
@@ -377,7 +425,7 @@ class VideoWriter:
             exif[EXIF_IMAGE_DESCRIPTION] = self.text
             extra = {"quality": 90, "exif": exif.tobytes()}
         first.save(
-            self.path,
+            part,
             format=self.format.upper(),
             save_all=True,
             append_images=rest,
@@ -385,20 +433,20 @@ class VideoWriter:
             loop=self.clip.loop,
             **extra,
         )
-        return self.path
 
-    def _add_audio(self) -> None:
-        """Remux: the video just written, plus the source's audio for the same stretch, re-encoded as AAC."""
+    def _add_audio(self, part: Path) -> None:
+        """Remux: the video just written to ``part``, plus the source's audio for the same stretch, re-encoded as
+        AAC, back into ``part``."""
         import av
 
         span = self.clip.times[self.count - 1] + self.clip.durations[self.count - 1]
         begin, end = self.clip.start, self.clip.start + span
-        silent = self.path.with_name(f".{self.path.name}.video")
-        self.path.replace(silent)
+        silent = part.with_name(f"{part.name}.video")
+        part.replace(silent)
         try:
             with av.open(str(silent)) as vin, av.open(str(self.clip.source)) as ain:
                 ain_stream = ain.streams.audio[0]
-                out = av.open(str(self.path), "w", format="mp4")
+                out = av.open(str(part), "w", format="mp4")
                 with out:
                     out.metadata["comment"] = self.text
                     vout = out.add_stream_from_template(vin.streams.video[0])
@@ -427,9 +475,10 @@ class VideoWriter:
                         out.mux(packet)
         except av.error.FFmpegError:
             # The audio could not be carried over (an unusual codec, a damaged track): the video alone is kept.
-            silent.replace(self.path)
+            silent.replace(part)
             return
-        silent.unlink(missing_ok=True)
+        finally:
+            silent.unlink(missing_ok=True)
 
 
 def write_video(

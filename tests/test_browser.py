@@ -38,8 +38,13 @@ def page(app_url):
         browser.close()
 
 
+def _picture(page):
+    """The Picture tab: the Video tab has a Generate, a Stop and steps of its own, so lookups stay inside."""
+    return page.locator("#picture-tab")
+
+
 def _set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(f"number input for {label}")
+    box = _picture(page).get_by_label(f"number input for {label}", exact=True)
     box.fill(str(value))
     box.press("Enter")
 
@@ -58,10 +63,10 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
 
     _set_number(page, "Output size (px)", 64)
     _set_number(page, "Steps", 40)
-    page.get_by_text("Advanced settings").click()
+    _picture(page).get_by_text("Advanced settings").click()
     _set_number(page, "Preview every N steps", 4)
 
-    page.get_by_role("button", name="Generate").click()
+    _picture(page).get_by_role("button", name="Generate", exact=True).click()
     sources: list[str] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -77,7 +82,7 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     page.screenshot(path=str(tmp_path / "after_generate.png"), full_page=True)
     # The status says where the run is in words; the cost J and its terms are under "Cost details".
     assert "Cost J" not in _status(page)
-    page.get_by_text("Cost details").click()
+    _picture(page).get_by_text("Cost details").click()
     expect(page.locator("#cost-detail textarea")).to_have_value(re.compile(r"^Cost J = \S+ \(α·content "))
     # The cost plot's legend (which line is which term) is inside the plot's box, not cut off below it.
     plot = page.locator("#losses").bounding_box()
@@ -87,7 +92,7 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
 
     # Stop with no run in progress changes nothing.
     finished = _status(page)
-    page.get_by_role("button", name="Stop").click()
+    _picture(page).get_by_role("button", name="Stop", exact=True).click()
     time.sleep(1.5)
     assert _status(page) == finished
 
@@ -95,11 +100,11 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     # and the status says so; the download and the before/after are those of that image.
     first_after = page.locator("#compare img").last.get_attribute("src")
     _set_number(page, "Steps", 3000)
-    page.get_by_role("button", name="Generate").click()
+    _picture(page).get_by_role("button", name="Generate", exact=True).click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"^Step ([1-9]\d*) of 3000"), timeout=60_000)
     expect(page.locator("#download a")).to_have_count(0)  # a run's download comes with its end
     expect(page.locator("#compare img")).to_have_count(0)  # and its before/after: the last run's is not shown
-    page.get_by_role("button", name="Stop").click()
+    _picture(page).get_by_role("button", name="Stop", exact=True).click()
     expect(page.locator("#status textarea")).to_have_value(re.compile(r"Stopped at step \d+ of 3000"), timeout=10_000)
     stopped_at = _status(page)
     step = int(re.match(r"Stopped at step (\d+) of 3000", stopped_at).group(1))
@@ -111,3 +116,17 @@ def test_generate_streams_into_the_page_then_stop(page, tmp_path):
     assert page.locator("#compare img").last.get_attribute("src") != first_after
     page.screenshot(path=str(tmp_path / "after_stop.png"), full_page=True)
     assert (tmp_path / "after_stop.png").stat().st_size > 10_000
+
+
+def test_video_is_a_tab_of_its_own(page):
+    """The clip page is a second tab: opening it shows its own controls and hides the picture's, and back."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Video").click()
+    video = page.locator("#video-tab")
+    expect(video.get_by_role("button", name="Generate", exact=True)).to_be_visible(timeout=10_000)
+    expect(video.get_by_label("number input for Steps (first frame)", exact=True)).to_be_visible()
+    expect(page.locator("#run")).to_be_hidden()
+    page.get_by_role("tab", name="Picture").click()
+    expect(page.locator("#run")).to_be_visible(timeout=10_000)
+    expect(page.locator("#video-run")).to_be_hidden()

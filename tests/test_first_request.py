@@ -28,6 +28,10 @@ import app
 from space import params
 from space.request import check_request
 """
+APP_VIDEO_REQUESTS = """
+for _ in app.stylize_video(CLIP, STYLE, size=32, steps=2, frame_steps=1, max_frames=3):
+    pass
+"""
 APP_REQUESTS = """
 values = {**params.Endpoint().defaults, "content": CONTENT, "style": STYLE, "size": 48, "steps": 2}
 for _ in app.run(values):
@@ -35,9 +39,10 @@ for _ in app.run(values):
 """
 
 
-def _imported_by_first_request(setup: str, requests: str) -> list[str]:
+def _imported_by_first_request(setup: str, requests: str, clip: Path | None = None) -> list[str]:
     script = (
-        f"import json, sys\nCONTENT, STYLE = {str(CONTENT)!r}, {str(STYLE)!r}\n{setup}\nbefore = set(sys.modules)\n"
+        f"import json, sys\nCONTENT, STYLE, CLIP = {str(CONTENT)!r}, {str(STYLE)!r}, {str(clip)!r}\n{setup}\n"
+        "before = set(sys.modules)\n"
         f"{requests}\nprint(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
     done = subprocess.run(
@@ -53,3 +58,22 @@ def test_engine_first_request_imports_nothing_after_preload():
 
 def test_app_first_request_imports_nothing():
     assert _imported_by_first_request(APP_SETUP, APP_REQUESTS) == []
+
+
+def test_app_first_video_request_imports_nothing(tmp_path):
+    """PyAV and OpenCV (reading the clip, the optical flow, writing the MP4) are imported at start-up too
+    (``style_transfer.video.preload``)."""
+    import av
+    import numpy as np
+
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for seed in range(3):
+            pixels = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert _imported_by_first_request(APP_SETUP, APP_VIDEO_REQUESTS, clip) == []

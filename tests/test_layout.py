@@ -316,7 +316,7 @@ def test_first_screen_shows_every_example_and_a_readable_result(app_url):
             page.locator("#content-gallery").get_by_label(re.compile(r"Thumbnail 1 of \d+")).click()
             page.locator("#style-gallery").get_by_label(re.compile(r"Thumbnail 1 of \d+")).click()
             for label, value in (("Output size (px)", 32), ("Steps", 2)):
-                box = page.get_by_label(f"number input for {label}")
+                box = page.locator("#picture-tab").get_by_label(f"number input for {label}", exact=True)
                 box.fill(str(value))
                 box.press("Enter")
             page.locator("#run").click()

@@ -129,6 +129,36 @@ def test_animated_webp_output(tmp_path):
     assert read_video_settings(out) == {"a": 1}
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".gif", ".webp"])
+def test_a_failed_encode_leaves_no_file(tmp_path, monkeypatch, suffix):
+    """A result is written under a temporary name and renamed when complete: an error mid-encode (here after the
+    first frame is on disk) leaves neither the result nor the temporary file."""
+    clip = read_clip(make_gif(tmp_path / "in.gif", pan(3), durations=[100] * 3), 48)
+    folder = tmp_path / "out"
+    out = write_video(folder / f"ok{suffix}", clip.frames, clip)
+    assert sorted(p.name for p in folder.iterdir()) == [out.name]  # written whole: no temporary file left
+    real_add, real_save = video.VideoWriter._add_mp4, Image.Image.save
+
+    def add_then_fail(self, image):
+        if self.count:
+            raise OSError(28, "No space left on device")
+        real_add(self, image)
+
+    def save_then_fail(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(video.VideoWriter, "_add_mp4", add_then_fail)
+    monkeypatch.setattr(Image.Image, "save", save_then_fail)
+    writer = video.VideoWriter(folder / f"bad{suffix}", clip)
+    with pytest.raises(OSError, match="No space"):
+        for frame in clip.frames:
+            writer.add(frame)
+        writer.close()
+    assert writer.close() is None and writer.count == 0
+    assert sorted(p.name for p in folder.iterdir()) == [out.name]
+
+
 @pytest.mark.parametrize(("suffix", "codec"), [(".webm", "libvpx-vp9"), (".mov", "libx264"), (".mkv", "libx264")])
 def test_other_containers_are_read_whole(tmp_path, suffix, codec):
     path = tmp_path / f"in{suffix}"
@@ -207,6 +237,24 @@ def test_closing_the_generator_stops_the_run(tmp_path, style_path, model):
     run.close()
     assert first.index == 0 and first.total == 4
     assert next(run, None) is None
+
+
+def test_clip_benchs_flicker_is_zero_for_still_outputs_and_grows_with_a_shift():
+    """bench.video's real-clip measure (motion estimated on the input by Farnebäck): outputs that follow the motion
+    flicker (almost) 0; outputs that do not follow it, or shift where the input stood still, flicker."""
+    from bench.video import clip_motion, flicker_along
+
+    # A textured picture (blobs of noise, 8 px across), so the flow has something to follow.
+    noise = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    wide = Image.fromarray(noise).resize((96, 64), Image.Resampling.BICUBIC)
+    moving = [wide.crop((2 * t, 8, 2 * t + 64, 56)) for t in range(3)]  # a pan by 2 px a frame
+    still = [moving[0]] * 3
+    no_motion = [(np.zeros((48, 64, 2), np.float32), np.ones((48, 64), bool))] * 2
+    assert flicker_along(still, no_motion) == 0.0
+    assert flicker_along(moving, no_motion) > 5.0  # the outputs shifted, the input did not
+    motion = clip_motion(moving)
+    assert all(seen.mean() > 0.8 for _, seen in motion)  # all but the strip that came into view
+    assert flicker_along(moving, motion) < 0.1 * flicker_along(still, motion)  # following the motion: (almost) none
 
 
 # --- Bad input ------------------------------------------------------------------------------------------------------
