@@ -230,3 +230,21 @@ def test_quality_smoke_runs_end_to_end(tmp_path):
     (out / "report.md").unlink()
     assert quality.main(["--report-from", str(out / "results.json")]) == 0
     assert (out / "report.md").read_text() == report
+
+
+def test_stroke_scale_figure_follows_the_texture_relative_to_the_picture():
+    """``bench.scale``'s figure (cycles per picture width of the painted texture): the same stripes drawn at two
+    picture sizes give the same figure; stripes twice as fine give about twice it."""
+    from bench.scale import stroke_cycles
+
+    def painted(width: int, period: float) -> tuple[Image.Image, Image.Image]:
+        x = np.arange(width)[None, :].repeat(width * 3 // 4, 0)
+        photo = np.full((width * 3 // 4, width, 3), 128, np.uint8)
+        stripes = (128 + 60 * np.sin(2 * np.pi * x / period))[..., None].repeat(3, 2).astype(np.uint8)
+        return Image.fromarray(stripes), Image.fromarray(photo)
+
+    small = stroke_cycles(*painted(128, 8))  # 16 stripes across the picture
+    large = stroke_cycles(*painted(512, 32))  # the same 16, at 4x the size
+    finer = stroke_cycles(*painted(512, 16))  # 32 across
+    assert small == pytest.approx(16, rel=0.15) and large == pytest.approx(16, rel=0.15)
+    assert finer == pytest.approx(2 * large, rel=0.15)
