@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when asked, before its first
+    # allocation: fewer page faults for the large activations, 21-27% off a 1024 px step on a 2-core EPYC, tiled or
+    # not (README, "Print size"). Only as the process's own command (not main([...]) called from Python, which
+    # leaves the choice to its caller).
+    if argv is None:
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     # An animated GIF or WebP asked for as a still (-o x.png) is painted from its first frame, as any image is.
     still_out = args.output is not None and Path(args.output).suffix.lower() in STILL_SUFFIXES
     video = is_video(args.content) and not (still_out and Path(args.content).suffix.lower() in ANIMATION_SUFFIXES)

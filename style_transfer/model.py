@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import threading
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -183,8 +184,17 @@ class VGGFeatures(nn.Module):
             x = x.flip(1)
         return (x - self.mean) / self.std
 
-    def forward(self, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        """Activations ``{layer_name: (N, C, H, W)}`` for ``layers`` (canonical names)."""
+    def forward(
+        self,
+        image: torch.Tensor,
+        layers: tuple[str, ...],
+        trim: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Activations ``{layer_name: (N, C, H, W)}`` for ``layers`` (canonical names).
+
+        ``trim(block, x)``, if given, may crop the activations entering each block after the first (``block`` 2-5,
+        after each pooling): a tile's halo is needed only as far as the layers still to come can see
+        (:mod:`.tiling`)."""
         wanted = {self.relu_index[name]: name for name in layers}
         last = max(wanted)
         out: dict[str, torch.Tensor] = {}
@@ -195,6 +205,7 @@ class VGGFeatures(nn.Module):
         if bf16 and self.features_bf16 is not None:
             features, x = self.features_bf16, x.to(torch.bfloat16)  # what autocast would give conv1, cast once
         relu_done = False  # the ReLU after a fused conv was applied with it
+        pools = 0
         for index, module in enumerate(features):
             if relu_done:
                 relu_done = False
@@ -204,6 +215,9 @@ class VGGFeatures(nn.Module):
                 relu_done = True
             else:
                 x = module(x)
+                if trim is not None and isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+                    pools += 1
+                    x = trim(pools + 1, x)
             if index in wanted:
                 out[wanted[index]] = x
                 if index == last:

@@ -13,12 +13,15 @@ positions too. So each step makes two passes over the tiles:
 
 A tile's interior features equal the whole picture's when the tile reaches past its interior by the deepest layer's
 receptive-field radius (the *halo*) and starts on the pooling grid; at the picture's border a tile has no halo, and
-the conv's zero padding there is the whole picture's. The last tile of pass 1 is computed with gradients and kept, so
-pass 2 skips its forward. Nothing is copied to the host.
+the conv's zero padding there is the whole picture's. Deeper blocks need less of the halo (only what the convs still
+to come can see), so each block's input is cut to that (:func:`block_margins`): the values the cut corrupts at its
+edge never reach an interior feature. The last tile of pass 1 is computed with gradients and kept, so pass 2 skips
+its forward. Nothing is copied to the host.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -69,6 +72,23 @@ def halo_for(layers: Sequence[str]) -> tuple[int, int]:
     return align, math.ceil(reach / align) * align
 
 
+@functools.cache
+def block_margins(layers: tuple[str, ...]) -> dict[int, int]:
+    """Per block ``b`` (1-5): how far past a tile's interior, in pixels, the activations entering block ``b`` are
+    still needed by the layers to come, up to the deepest of ``layers``: the strides of the 3×3 convs from ``b`` on
+    (a pooling adds nothing on the aligned grid), rounded up to the pooling grid. Block 1's is the halo; for
+    block5_conv1: 80, 80, 64, 48, 16. Cropping each block's input to it skips work no interior feature needs."""
+    align, _ = layer_reach(layers)
+    deepest = max(LAYER_NAMES.index(name) for name in layers)
+    strides = [2 ** (block - 1) for block, convs in enumerate(VGG19_BLOCKS, start=1) for _ in convs][: deepest + 1]
+    blocks = [block for block, convs in enumerate(VGG19_BLOCKS, start=1) for _ in convs][: deepest + 1]
+    margins = {}
+    for start in range(1, len(VGG19_BLOCKS) + 1):
+        need = sum(stride for stride, block in zip(strides, blocks, strict=True) if block >= start)
+        margins[start] = math.ceil(need / align) * align
+    return margins
+
+
 @dataclass(frozen=True)
 class Tile:
     """One tile: its interior ``[y0, y1) × [x0, x1)`` (pixels it owns) inside its input ``[ty0, ty1) × [tx0, tx1)``
@@ -87,6 +107,17 @@ class Tile:
     def pixels(self) -> int:
         """Pixels of the tile's input (what its forward and backward cost)."""
         return (self.ty1 - self.ty0) * (self.tx1 - self.tx0)
+
+    def kept(self, block: int, margins: dict[int, int]) -> tuple[int, int, int | None, int | None]:
+        """``(top, left, bottom, right)`` in pixels of what ``block``'s input keeps: the interior plus the block's
+        margin on the sides that have a halo (None: to the input's end). Block 1 sees the tile's whole input."""
+        if block == 1:
+            return self.ty0, self.tx0, None, None
+        margin = margins[block]
+        top, left = max(self.ty0, self.y0 - margin), max(self.tx0, self.x0 - margin)
+        bottom = self.y1 + margin if self.ty1 > self.y1 + margin else None
+        right = self.x1 + margin if self.tx1 > self.x1 + margin else None
+        return top, left, bottom, right
 
 
 def split(length: int, parts: int, align: int) -> list[int]:
@@ -115,11 +146,28 @@ def grid(height: int, width: int, rows: int, cols: int, align: int, halo: int) -
 Planner = Callable[[int, int], list[Tile]]
 
 
-def _interior(act: torch.Tensor, tile: Tile, factor: int) -> torch.Tensor:
-    """The tile's interior feature positions in ``act`` (the tile's activations at a layer ``factor`` times
-    smaller than the picture). Boundaries are multiples of ``factor``, or the picture's end (floored like pooling)."""
-    r0, c0 = tile.ty0 // factor, tile.tx0 // factor
+def _interior(act: torch.Tensor, tile: Tile, name: str, margins: dict[int, int]) -> torch.Tensor:
+    """The tile's interior feature positions in ``act``, the tile's activations at layer ``name`` (``factor`` times
+    smaller than the picture, its block's input kept as :meth:`Tile.kept` says). Boundaries are multiples of
+    ``factor``, or the picture's end (floored like pooling)."""
+    factor = _factor(name)
+    top, left, _, _ = tile.kept(_block(name), margins)
+    r0, c0 = top // factor, left // factor
     return act[:, :, tile.y0 // factor - r0 : tile.y1 // factor - r0, tile.x0 // factor - c0 : tile.x1 // factor - c0]
+
+
+def _trimmer(tile: Tile, margins: dict[int, int]) -> Callable[[int, torch.Tensor], torch.Tensor]:
+    """``trim(block, x)`` for the model: crops the activations entering ``block`` to what that block keeps."""
+
+    def trim(block: int, x: torch.Tensor) -> torch.Tensor:
+        factor = 2 ** (block - 1)
+        top0, left0, _, _ = tile.kept(block - 1, margins)
+        top, left, bottom, right = tile.kept(block, margins)
+        rows = slice((top - top0) // factor, None if bottom is None else (bottom - top0) // factor)
+        cols = slice((left - left0) // factor, None if right is None else (right - left0) // factor)
+        return x[:, :, rows, cols]
+
+    return trim
 
 
 def _region(full: torch.Tensor, tile: Tile, factor: int) -> torch.Tensor:
@@ -191,10 +239,11 @@ class TiledObjective:
         self.layer_weights = weights
 
     # --- targets --------------------------------------------------------------------------------------------------
-    def features(self, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        """The network's activations, under bf16 autocast when enabled (as the untiled objective)."""
-        with accel.autocast(image.device, self.amp):
-            return self.model(image, layers)
+    def features(self, crop: torch.Tensor, layers: tuple[str, ...], tile: Tile) -> dict[str, torch.Tensor]:
+        """``tile``'s activations (``crop`` is its input), each block's input cut to what its layers still need,
+        under bf16 autocast when enabled (as the untiled objective). Read them with :func:`_interior`."""
+        with accel.autocast(crop.device, self.amp):
+            return self.model(crop, layers, _trimmer(tile, block_margins(layers)))
 
     def _crop(self, image: torch.Tensor, tile: Tile) -> torch.Tensor:
         return image[:, :, tile.ty0 : tile.ty1, tile.tx0 : tile.tx1]
@@ -205,7 +254,8 @@ class TiledObjective:
         factor, (height, width) = _factor(layer), image.shape[-2:]
         full: torch.Tensor | None = None
         for tile in self.plan(height, width):
-            part = _interior(self.features(self._crop(image, tile), (layer,))[layer], tile, factor)
+            acts = self.features(self._crop(image, tile), (layer,), tile)
+            part = _interior(acts[layer], tile, layer, block_margins((layer,)))
             if full is None:
                 full = part.new_empty((1, part.shape[1], height // factor, width // factor))
             _region(full, tile, factor).copy_(part)
@@ -225,9 +275,10 @@ class TiledObjective:
             height, width = image.shape[-2:]
             raw: list[torch.Tensor | float] = [0.0] * len(self.style_layers)
             for tile in self.plan(height, width):
-                acts = self.features(self._crop(image, tile), self.style_layers)
+                acts = self.features(self._crop(image, tile), self.style_layers, tile)
+                margins = block_margins(self.style_layers)
                 for i, name in enumerate(self.style_layers):
-                    raw[i] = raw[i] + losses.gram(_interior(acts[name], tile, _factor(name)))
+                    raw[i] = raw[i] + losses.gram(_interior(acts[name], tile, name, margins))
             for i, name in enumerate(self.style_layers):
                 positions = float((height // _factor(name)) * (width // _factor(name)))
                 grams[i] = grams[i] + (weight / total) * (raw[i] / positions)
@@ -262,16 +313,16 @@ class TiledObjective:
         self, crop: torch.Tensor, tile: Tile
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """The tile's share of every sum: each Gram (un-normalised), the content cost and the smoothing cost."""
-        acts = self.features(crop, self.layers)
+        acts = self.features(crop, self.layers, tile)
+        margins = block_margins(self.layers)
         grams = []
         for spec in self.grams:
             name = self.style_layers[spec.layer]
-            factor = _factor(name)
-            weight = None if spec.weight is None else _region(spec.weight, tile, factor)
-            grams.append(_weighted_gram(_interior(acts[name], tile, factor), weight))
+            weight = None if spec.weight is None else _region(spec.weight, tile, _factor(name))
+            grams.append(_weighted_gram(_interior(acts[name], tile, name, margins), weight))
         content_layer = self.cfg.content_layer
         factor = _factor(content_layer)
-        a_g = _interior(acts[content_layer], tile, factor)
+        a_g = _interior(acts[content_layer], tile, content_layer, margins)
         target = _region(self.content_target, tile, factor)
         n_c, (height, width) = a_g.shape[1], self.content_target.shape[-2:]
         j_content = (target.float() - a_g.float()).pow(2).sum() / (4.0 * height * width * n_c)

@@ -113,6 +113,22 @@ def test_receptive_field_of_vgg19():
     assert tiling.halo_for(("block5_conv1",)) == (16, 80)
 
 
+def test_each_block_keeps_only_the_halo_the_layers_after_it_see():
+    """The halo a tile needs shrinks with depth (the strides of the convs still to come): the activations entering
+    blocks 2-5 are cut to it, which spares work no interior feature depends on (the runs above stay exact)."""
+    default = StyleConfig()
+    layers = (default.content_layer, *default.style_layers)
+    assert tiling.block_margins(layers) == {1: 80, 2: 80, 3: 64, 4: 48, 5: 16}
+    assert tiling.block_margins(layers)[1] == tiling.halo_for(layers)[1]
+    assert tiling.block_margins((SHALLOW["content_layer"], *SHALLOW["style_layers"])) == {
+        1: 16,
+        2: 12,
+        3: 8,
+        4: 0,
+        5: 0,
+    }
+
+
 def test_a_budget_too_small_for_any_tile_says_what_works(model):
     cfg = StyleConfig(size=128, steps=1, precision="fp32")
     with pytest.raises(memory.MemoryBudgetError, match=r"memory_limit: 1M is too small .* needs at least (\S+)") as err:
