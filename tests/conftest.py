@@ -69,6 +69,9 @@ SLOW: dict[str, str] = {
     "test_layout.py::test_python_app_py_starts_cleanly": "starts python app.py (~15 s)",
     "test_cli.py::test_cli_end_to_end_in_a_subprocess": "a fresh interpreter runs the CLI (~10 s)",
     "test_package.py::test_the_wheel_holds_only_the_engine": "pip builds a wheel in isolation (~6 s)",
+    "test_tiling.py::test_a_budgeted_cpu_run_keeps_the_process_memory_within_its_budget": (
+        "two fresh interpreters run a tiled picture (~25 s)"
+    ),
 }
 
 
