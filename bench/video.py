@@ -116,38 +116,29 @@ def farneback(source: Image.Image, target: Image.Image) -> np.ndarray:
     return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 5, 7, 1.5, cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
 
 
-def _sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``image`` sampled at (x + flow) for every pixel (bilinear; the border repeated)."""
-    import cv2
-
-    height, width = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def clip_motion(frames: list[Image.Image]) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each frame t >= 1: the flow to frame t - 1 (where each pixel was) and a mask (H, W) bool of the pixels
     seen in both frames: the forward and backward flows agree and the source lies inside frame t - 1."""
+    from style_transfer.flow import warp  # the bilinear sampling only; the flow itself is Farnebäck's
+
     motion = []
     for prev, cur in itertools.pairwise(frames):
         backward, forward = farneback(cur, prev), farneback(prev, cur)
-        forward_at = _sample(forward, backward)
+        forward_at, inside = warp(forward, backward)
         error = np.hypot(*np.moveaxis(backward + forward_at, 2, 0))
         speed = np.hypot(*np.moveaxis(backward, 2, 0)) + np.hypot(*np.moveaxis(forward_at, 2, 0))
-        height, width = backward.shape[:2]
-        gx, gy = np.meshgrid(np.arange(width), np.arange(height))
-        sx, sy = gx + backward[..., 0], gy + backward[..., 1]
-        inside = (sx >= 0) & (sx <= width - 1) & (sy >= 0) & (sy <= height - 1)
-        motion.append((backward, (error <= 0.5 + 0.05 * speed) & inside))
+        motion.append((backward, (error <= 0.5 + 0.05 * speed) & (inside > 0)))
     return motion
 
 
 def flicker_along(outputs: list[Image.Image], motion: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """Mean absolute difference (0-255) between each output frame and the previous output warped along the
     estimated motion, over the pixels :func:`clip_motion` kept."""
+    from style_transfer.flow import warp
+
     diffs = []
     for prev, cur, (backward, seen) in zip(outputs, outputs[1:], motion, strict=False):
-        warped = _sample(np.asarray(prev, dtype=np.float32), backward)
+        warped, _ = warp(np.asarray(prev, dtype=np.float32), backward)
         diffs.append(np.abs(np.asarray(cur, dtype=np.float32) - warped)[seen].mean())
     return float(np.mean(diffs))
 
