@@ -19,6 +19,7 @@ each, medians of the step times.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -33,7 +34,9 @@ STYLE = ROOT / "examples" / "styles" / "starry_night.jpg"
 
 
 def activations(sizes: tuple[int, int] = (128, 256)) -> dict[str, float]:
-    """Bytes per pixel of the objective's forward + backward (peak of live tensors above the start), per precision."""
+    """Bytes per pixel of the objective's forward + backward, and of its forward alone without gradients (what a
+    tiled step's first pass holds), per precision: the slope between two sizes of the profiler's peak of live tensors
+    above the start."""
     import json as _json
     import tempfile
     import warnings
@@ -48,17 +51,19 @@ def activations(sizes: tuple[int, int] = (128, 256)) -> dict[str, float]:
 
     model = load_model("caffe", "cpu")
     out = {}
-    for precision in ("fp32", "bf16"):
+    for precision, grad in itertools.product(("fp32", "bf16"), (True, False)):
         peaks = []
         for size in sizes:
             cfg = StyleConfig(size=size, precision=precision).validate()
             content = pil_to_tensor(resize_longest(load_image(CONTENT), size))
             style = pil_to_tensor(resize_longest(load_image(STYLE), size))
             objective = Objective(model, content, [style], cfg, amp=precision == "bf16")
-            image = content.clone().requires_grad_(True)
+            image = content.clone().requires_grad_(grad)
             kinds = {"profile_memory": True, "record_shapes": True, "with_stack": True, "acc_events": True}
-            with profile(activities=[ProfilerActivity.CPU], **kinds) as prof, torch.enable_grad():
-                objective(image)[0].backward()
+            with profile(activities=[ProfilerActivity.CPU], **kinds) as prof, torch.set_grad_enabled(grad):
+                total = objective(image)[0]
+                if grad:
+                    total.backward()
             with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 path = Path(tmp) / "m.json"
@@ -67,7 +72,7 @@ def activations(sizes: tuple[int, int] = (128, 256)) -> dict[str, float]:
             totals = [sum(s) for s in samples]
             peaks.append((max(totals) - totals[0], content.shape[-2] * content.shape[-1]))
         (p0, n0), (p1, n1) = peaks
-        out[precision] = (p1 - p0) / (n1 - n0)
+        out[precision if grad else f"{precision} without gradients"] = (p1 - p0) / (n1 - n0)
     return out
 
 

@@ -442,7 +442,10 @@ class _Stage:
                     "memory_limit: a video frame is not computed in tiles; raise the memory limit or lower the size"
                 )
             tiles = functools.partial(memory.tiles, cfg=cfg, rows=plan.rows, cols=plan.cols)
-            self.objective = TiledObjective(model, self.content, styles, cfg, tiles, blend, mask, background, amp)
+            sums = functools.partial(memory.tiles, cfg=cfg, rows=plan.sum_rows, cols=plan.sum_cols)
+            self.objective = TiledObjective(
+                model, self.content, styles, cfg, tiles, blend, mask, background, amp, sum_plan=sums
+            )
         else:
             self.objective = Objective(
                 model, self.content, styles, cfg, blend, mask, background, amp=amp, temporal=temporal

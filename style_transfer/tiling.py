@@ -15,8 +15,10 @@ A tile's interior features equal the whole picture's when the tile reaches past 
 receptive-field radius (the *halo*) and starts on the pooling grid; at the picture's border a tile has no halo, and
 the conv's zero padding there is the whole picture's. Deeper blocks need less of the halo (only what the convs still
 to come can see), so each block's input is cut to that (:func:`block_margins`): the values the cut corrupts at its
-edge never reach an interior feature. The last tile of pass 1 is computed with gradients and kept, so pass 2 skips
-its forward. Nothing is copied to the host.
+edge never reach an interior feature. Pass 1 holds no activations for a backward (about a third of what pass 2's
+tiles hold), so it may run over fewer, larger tiles of its own (``sum_plan``), which spares halos; when it runs over
+pass 2's tiles instead, its last tile is computed with gradients and kept, so pass 2 skips that forward. Nothing is
+copied to the host.
 """
 
 from __future__ import annotations
@@ -199,7 +201,9 @@ class TiledObjective:
     objective (``engine.Objective``), with each target computed tile by tile too.
 
     :meth:`__call__` evaluates J (no gradients); :meth:`backward` evaluates J and adds ``∂J/∂image`` into
-    ``image.grad`` (or, for an image computed from a leaf, back-propagates it there).
+    ``image.grad`` (or, for an image computed from a leaf, back-propagates it there). ``plan`` gives the tiles that
+    are differentiated; ``sum_plan`` (default: the same) those that only sum, without gradients: pass 1 and the
+    targets.
     """
 
     def __init__(
@@ -213,8 +217,10 @@ class TiledObjective:
         mask: torch.Tensor | None = None,
         background: Sequence[torch.Tensor] = (),
         amp: bool = False,
+        sum_plan: Planner | None = None,
     ) -> None:
         self.model, self.cfg, self.plan, self.amp = model, cfg, plan, amp
+        self.sum_plan = sum_plan or plan
         self.terms: tuple[tuple[Term, float], ...] = active_terms(cfg)
         self.weights = {term.name: weight for term, weight in self.terms}
         untiled = [name for name in self.weights if name not in TILED_TERMS]
@@ -227,6 +233,7 @@ class TiledObjective:
         self.layers = tuple(dict.fromkeys((cfg.content_layer, *cfg.style_layers)))
         self.shape = tuple(content.shape[-2:])
         self.tiles = plan(*self.shape)
+        self.sum_tiles = self.sum_plan(*self.shape)
         weights = cfg.layer_weights
         with torch.no_grad():
             self.content_target = self._features_of(content, cfg.content_layer)
@@ -253,7 +260,7 @@ class TiledObjective:
         network's dtype: a bf16 value is exact in fp32, and the cost casts it (half the memory of an fp32 copy)."""
         factor, (height, width) = _factor(layer), image.shape[-2:]
         full: torch.Tensor | None = None
-        for tile in self.plan(height, width):
+        for tile in self.sum_plan(height, width):
             acts = self.features(self._crop(image, tile), (layer,), tile)
             part = _interior(acts[layer], tile, layer, block_margins((layer,)))
             if full is None:
@@ -274,7 +281,7 @@ class TiledObjective:
                 continue
             height, width = image.shape[-2:]
             raw: list[torch.Tensor | float] = [0.0] * len(self.style_layers)
-            for tile in self.plan(height, width):
+            for tile in self.sum_plan(height, width):
                 acts = self.features(self._crop(image, tile), self.style_layers, tile)
                 margins = block_margins(self.style_layers)
                 for i, name in enumerate(self.style_layers):
@@ -374,14 +381,15 @@ class TiledObjective:
     def _sums(
         self, image: torch.Tensor, keep_last: bool
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None, tuple | None]:
-        """Pass 1: every sum over all tiles (detached). With ``keep_last`` the last tile is computed with gradients
-        and returned as ``(tile, crop, its terms)`` for pass 2."""
+        """Pass 1: every sum over all of ``sum_plan``'s tiles (detached). With ``keep_last``, when those are pass
+        2's tiles, the last is computed with gradients and returned as ``(tile, crop, its terms)`` for pass 2."""
         raws: list[torch.Tensor] = []
         j_content = image.new_zeros((), dtype=torch.float32)
         j_tv = image.new_zeros((), dtype=torch.float32) if "tv" in self.weights else None
         kept = None
-        for index, tile in enumerate(self.tiles):
-            last = keep_last and index == len(self.tiles) - 1
+        keep_last = keep_last and self.sum_tiles == self.tiles
+        for index, tile in enumerate(self.sum_tiles):
+            last = keep_last and index == len(self.sum_tiles) - 1
             with torch.set_grad_enabled(last):
                 crop = self._crop(image.detach(), tile)
                 if last:
@@ -411,13 +419,15 @@ class TiledObjective:
             directions = torch.autograd.grad(style_weight * j_style, leaves) if leaves and style_weight else None
         j_style = j_style.detach()
         grad = torch.zeros_like(image)  # becomes image.grad (a leaf): no extra copy
-        assert kept is not None
-        tile, crop, terms = kept  # first, so that its graph is freed before any other tile's is built
-        with torch.enable_grad():
-            self._surrogate(terms, directions).backward()
-        self._add(grad, crop, tile)
-        del kept, terms, crop
-        for tile in self.tiles[:-1]:
+        rest = self.tiles
+        if kept is not None:
+            tile, crop, terms = kept  # first, so that its graph is freed before any other tile's is built
+            with torch.enable_grad():
+                self._surrogate(terms, directions).backward()
+            self._add(grad, crop, tile)
+            del kept, terms, crop
+            rest = self.tiles[:-1]
+        for tile in rest:
             with torch.enable_grad():
                 crop = self._crop(image.detach(), tile).clone().requires_grad_(True)
                 self._surrogate(self._tile_terms(crop, tile), directions).backward()

@@ -67,8 +67,10 @@ def test_a_tiled_run_ends_where_the_untiled_run_ends(case, model):
     assert _psnr(tiled.image16, untiled.image16) > 60
 
 
-def test_default_layers_tile_with_their_full_halo(model):
-    """To block5_conv1 (80 px halos), at least 4 tiles smaller than the picture: the same cost and gradient."""
+@pytest.mark.parametrize("sums", ["over the same tiles", "over larger tiles of its own"])
+def test_default_layers_tile_with_their_full_halo(sums, model):
+    """To block5_conv1 (80 px halos), at least 4 tiles smaller than the picture: the same cost and gradient, whether
+    the first pass (the Grams, without gradients) runs over the same tiles or over the plan's larger ones."""
     cfg = StyleConfig(size=224, precision="fp32").validate()
     content = pil_to_tensor(make_content(224, 208))
     styles = [pil_to_tensor(s) for s in STYLES]
@@ -76,6 +78,7 @@ def test_default_layers_tile_with_their_full_halo(model):
     plan = memory.plan(208, 224, cfg, False, budget_for_tiles(208, 224, cfg, False, tiles=4), False)
     tiles = memory.tiles(208, 224, cfg, plan.rows, plan.cols)
     assert len(tiles) >= 4 and max(t.pixels for t in tiles) < 208 * 224
+    assert plan.sum_rows * plan.sum_cols < len(tiles)  # the budget leaves that pass room for larger tiles
     untiled = image.clone().requires_grad_(True)
     total, _ = Objective(model, content, styles, cfg)(untiled)
     total.backward()
@@ -84,10 +87,45 @@ def test_default_layers_tile_with_their_full_halo(model):
     def planner(height, width):
         return memory.tiles(height, width, cfg, plan.rows, plan.cols)
 
-    total_tiled, _ = tiling.TiledObjective(model, content, styles, cfg, planner).backward(tiled)
+    def own(height, width):
+        return memory.tiles(height, width, cfg, plan.sum_rows, plan.sum_cols)
+
+    sum_plan = own if sums == "over larger tiles of its own" else None
+    objective = tiling.TiledObjective(model, content, styles, cfg, planner, sum_plan=sum_plan)
+    assert len(objective.sum_tiles) == (plan.sum_rows * plan.sum_cols if sum_plan else len(tiles))
+    total_tiled, _ = objective.backward(tiled)
     assert float(total_tiled) == pytest.approx(float(total.detach()), rel=1e-5)
     error = (tiled.grad - untiled.grad).norm() / untiled.grad.norm()
     assert float(error) < 1e-5
+
+
+def test_a_run_whose_first_pass_takes_larger_tiles_ends_where_the_untiled_run_ends(model):
+    """A tight budget (10 tiles) leaves the first pass, which holds no activations for a backward, room for fewer,
+    larger tiles (less halo to compute); the run still ends where the untiled one does."""
+    cfg = StyleConfig(size=160, steps=4, scales=1, precision="fp32", **SHALLOW).validate()
+    content = make_content(160, 144)
+    pixels = 160 * 144
+    state = memory.state_bytes_per_pixel(cfg, False, False, tiled=True) * pixels
+    limit = int(state + memory.PASS_BYTES + 0.25 * memory.activation_bytes_per_pixel(False) * pixels)
+    plan = memory.plan(144, 160, cfg, False, limit)
+    assert plan.bytes <= limit and 1 < plan.sum_rows * plan.sum_cols < plan.rows * plan.cols
+    untiled = _final(content, STYLES, cfg, model)
+    tiled = _final(content, STYLES, cfg.replace(memory_limit=str(limit)), model)
+    for name, value in untiled.losses.items():
+        assert tiled.losses[name] == pytest.approx(value, rel=1e-4, abs=1e-9), name
+    assert _psnr(tiled.image16, untiled.image16) > 60
+
+
+def test_the_first_pass_takes_larger_tiles_only_where_they_save_work():
+    """1024x640 px, fp32: under 400M (8 tiles) the Grams are summed over 2 larger tiles, within the budget; under a
+    budget that needs only 2 x 2 tiles, larger ones would save too little, and the first pass keeps the last of the
+    same tiles for the second instead."""
+    cfg = StyleConfig(size=1024, precision="fp32").validate()
+    tight = memory.plan(640, 1024, cfg, False, 400 * 2**20)
+    assert (tight.rows * tight.cols, tight.sum_rows * tight.sum_cols) == (8, 2)
+    assert tight.state_bytes + tight.sum_bytes <= tight.bytes <= 400 * 2**20
+    roomier = memory.plan(640, 1024, cfg, False, 640 * 2**20)
+    assert (roomier.rows, roomier.cols) == (roomier.sum_rows, roomier.sum_cols) == (2, 2)
 
 
 def test_a_halo_short_of_the_receptive_field_is_not_exact(model):
