@@ -234,6 +234,7 @@ class TiledObjective:
         self.shape = tuple(content.shape[-2:])
         self.tiles = plan(*self.shape)
         self.sum_tiles = self.sum_plan(*self.shape)
+        self.keeps_last = self.sum_tiles == self.tiles  # pass 1 can hand its last tile to pass 2
         weights = cfg.layer_weights
         with torch.no_grad():
             self.content_target = self._features_of(content, cfg.content_layer)
@@ -387,7 +388,7 @@ class TiledObjective:
         j_content = image.new_zeros((), dtype=torch.float32)
         j_tv = image.new_zeros((), dtype=torch.float32) if "tv" in self.weights else None
         kept = None
-        keep_last = keep_last and self.sum_tiles == self.tiles
+        keep_last = keep_last and self.keeps_last
         for index, tile in enumerate(self.sum_tiles):
             last = keep_last and index == len(self.sum_tiles) - 1
             with torch.set_grad_enabled(last):
